@@ -1,0 +1,1 @@
+"""Inference engines and their speed metering (no Textual import)."""

@@ -1,0 +1,84 @@
+"""Typed stream events: the only thing that flows from a backend to the chat, the race and the log.
+
+A backend's ``stream_chat`` yields, in order::
+
+    RequestStarted  PromptProcessed  TokenGenerated*  [DraftStep*]  GenerationFinished
+
+``TokenGenerated`` is emitted once per *token* (not per text chunk: a token can release no text while
+its bytes wait for the rest of a UTF-8 character or for a possible stop string, and one token can
+release several characters). Its ``t`` is a ``time.perf_counter()`` timestamp taken right after the
+token was sampled; the speed meter derives every figure from these timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+StopReason: TypeAlias = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """The request was submitted: ``t`` is the reference for TTFT."""
+
+    t: float
+    model: str
+    prompt_tokens: int
+    """Tokens in the formatted prompt, including any reused from the KV cache."""
+    cached_tokens: int
+    """Leading prompt tokens reused from the previous turn's KV cache (not evaluated again)."""
+    template: str
+    """How the chat was turned into a prompt, e.g. ``gguf chat template`` or ``plain completion``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptProcessed:
+    """Prompt evaluation ended (llama.cpp's ``t_p_eval``)."""
+
+    t: float
+    n_evaluated: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGenerated:
+    """One generated token and when it was produced."""
+
+    index: int
+    """0-based position of the token in the reply."""
+    token_id: int
+    text: str
+    """Text this token released; may be empty (see module docstring)."""
+    t: float
+    drafted: bool = False
+    """True when a draft model proposed the token and the target accepted it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DraftStep:
+    """One speculative verification step: the draft proposed ``drafted`` tokens, ``accepted`` survived."""
+
+    t: float
+    drafted: int
+    accepted: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationFinished:
+    """The reply ended; ``text`` is the whole reply (authoritative over concatenated token texts)."""
+
+    t: float
+    stop_reason: StopReason
+    text: str
+    completion_tokens: int
+    error: str | None = None
+    notice: str | None = None
+    """Something the user should know about this reply (e.g. it ended at its first token)."""
+    llama_perf: dict[str, Any] | None = field(default=None, compare=False)
+    """llama.cpp's own counters for the request (``llama_perf_context``), for cross-checking."""
+
+
+StreamEvent: TypeAlias = (
+    RequestStarted | PromptProcessed | TokenGenerated | DraftStep | GenerationFinished
+)

@@ -1,0 +1,23 @@
+"""Human formatting of sizes and counts, shared by the CLI, the TUI and exports."""
+
+from __future__ import annotations
+
+
+def format_bytes(n: float) -> str:
+    """``98362432`` → ``93.8 MiB`` (binary units, as llama.cpp prints model sizes)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_params(n: int | None) -> str:
+    """``134515008`` → ``135M``; ``70553706496`` → ``70.6B``."""
+    if not n:
+        return "?"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    return f"{n / 1e3:.0f}K"

@@ -1,0 +1,1 @@
+"""tokrace's command line: ``tokrace`` (the TUI) and headless subcommands."""
