@@ -280,3 +280,56 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             return parse_gguf(f, file_size=p.stat().st_size, source=str(p))
     except PermissionError:
         raise ModelFileError(f"cannot read {p}: permission denied") from None
+
+
+def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorInfo]:
+    """Just the tensor table of a GGUF (metadata skipped): what a shard after the first contributes.
+
+    Shards written by ``gguf-split`` after the first carry no architecture or ``block_count``, so
+    ``parse_gguf`` cannot attribute their tensors to layers; the caller does, from these names.
+    """
+    r = _Reader(stream)
+    if r.read(4) != GGUF_MAGIC:
+        raise ModelFileError(f"{source} is not a GGUF model file (it does not start with 'GGUF')")
+    r.scalar("<I")
+    n_tensors, n_kv = r.scalar("<Q"), r.scalar("<Q")
+    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
+        raise ModelFileError(f"{source} claims {n_tensors} tensors and {n_kv} keys: the file is corrupt")
+    sink: list[Any] = []
+    for _ in range(n_kv):
+        key = r.string()
+        _read_value(r, r.scalar("<I"), key, sink)
+    tensors: list[TensorInfo] = []
+    for _ in range(n_tensors):
+        name = r.string()
+        n_dims = r.scalar("<I")
+        if n_dims > MAX_DIMS:
+            raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
+        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
+        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
+        try:
+            GGMLQuantizationType(ggml_type)
+        except ValueError:
+            raise ModelFileError(f"{source}: tensor {name!r} has unknown type {ggml_type}") from None
+        tensors.append(TensorInfo(name, shape, ggml_type, offset))
+    return tensors
+
+
+def merge_shard_tensors(first: GGUFInfo, others: list[list[TensorInfo]], sizes: list[int | None]) -> GGUFInfo:
+    """A sharded model as one: ``first`` shard's metadata, every shard's tensors counted and placed in
+    their layers; ``sizes`` are the other shards' file sizes (the total is None if one is unknown)."""
+    from dataclasses import replace
+
+    layers = list(first.layer_bytes)
+    n_params, total = first.n_params, first.tensors_bytes
+    for tensors in others:
+        for t in tensors:
+            n_params += t.n_elements
+            total += t.n_bytes
+            if t.name.startswith("blk."):
+                idx = int(t.name.split(".")[1])
+                if idx < len(layers):
+                    layers[idx] += t.n_bytes
+    all_sizes = [first.file_size, *sizes]
+    file_size = sum(s for s in all_sizes if s is not None) if None not in all_sizes else None
+    return replace(first, n_params=n_params, tensors_bytes=total, layer_bytes=layers, file_size=file_size)
