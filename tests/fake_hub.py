@@ -62,7 +62,7 @@ class FakeHub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -267,6 +267,9 @@ def use_fake_hub(monkeypatch: Any, tmp_path: Any, hub: FakeHub, *, token: str | 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     monkeypatch.setenv("TOKRACE_HOME", str(tmp_path / "tokrace"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # conftest makes every test offline; these tests talk to the loopback hub only.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     # huggingface_hub read these at import time; the token file must not be the user's.
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf_home" / "stored_tokens"))
