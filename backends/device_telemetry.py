@@ -1,17 +1,39 @@
 """Device telemetry: a background sampler the UI reads (never blocks on it).
 
 ``DeviceSampler.latest()`` returns the newest ``DeviceSnapshot``; the sampler thread refreshes it about
-four times a second. Without a GPU it reports the process's CPU % and RSS and the machine's RAM.
+four times a second. With NVIDIA GPUs it reads them through NVML (the ``pynvml`` module of the
+``nvidia-ml-py`` package): VRAM used/total and this process's share, utilisation, power, temperature,
+memory clock × bus width (→ peak bandwidth), throttle reasons and the energy counter. It always reads the
+process's CPU % and RSS and the machine's RAM. Without NVML it says "CPU only" once; if NVML fails
+mid-run (driver reset) it says "GPU telemetry lost" and carries on with the CPU figures.
+
+For per-reply figures, ``begin_window()`` / ``end_window()`` give peak VRAM and energy (J) between two
+moments, at the sampler's resolution (one interval).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
+
+log = logging.getLogger("tokrace.telemetry")
+
+# NVML clock-event (throttle) reason bits, stable across driver versions. "GPU idle" (0x1) is left out:
+# it is the normal state between replies, not a slowdown.
+_THROTTLE_BITS: dict[int, str] = {
+    0x2: "application clocks", 0x4: "power cap", 0x8: "hardware slowdown", 0x10: "sync boost",
+    0x20: "software thermal", 0x40: "hardware thermal", 0x80: "power brake", 0x100: "display clock",
+}
+_NVML_NOT_SUPPORTED = 3
+_NVML_NO_PERMISSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +49,8 @@ class GpuSample:
     mem_clock_mhz: float | None = None
     bus_width_bits: int | None = None
     throttle_reasons: tuple[str, ...] = ()
+    energy_j: float | None = None
+    """The board's energy counter (J since the driver loaded), when it has one."""
 
     @property
     def peak_bandwidth_gb_s(self) -> float | None:
@@ -48,52 +72,264 @@ class DeviceSnapshot:
     status: str | None = None
     """A state worth one line in the UI, e.g. "CPU only" or "GPU telemetry lost"."""
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    energy_j: float | None = None
+    """GPU energy used since the sampler started, all GPUs together (None without GPU telemetry)."""
 
     @property
     def cpu_only(self) -> bool:
         return not self.gpus
 
 
-class DeviceSampler:
-    """Samples in a daemon thread; ``latest()`` is cheap and thread-safe."""
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Between ``begin_window`` and ``end_window``: what a reply's record gains."""
 
-    def __init__(self, interval_s: float = 0.25) -> None:
+    seconds: float
+    peak_vram_bytes: int | None
+    """This process's VRAM over all GPUs at its highest (device totals where NVML can't attribute)."""
+    peak_rss_bytes: int
+    energy_j: float | None
+
+    def joules_per_token(self, tokens: int) -> float | None:
+        return self.energy_j / tokens if self.energy_j is not None and tokens > 0 else None
+
+
+def load_nvml() -> Any | None:
+    """The ``pynvml`` module, or None when it is not installed."""
+    try:
+        with warnings.catch_warnings():
+            # The deprecated ``pynvml`` wrapper package warns on import; nvidia-ml-py's module doesn't.
+            warnings.simplefilter("ignore", FutureWarning)
+            import pynvml
+    except ImportError:
+        return None
+    return pynvml
+
+
+class NvmlReader:
+    """Reads every GPU through a pynvml-like module. Static facts are read once at ``open``; a query a
+    board doesn't support becomes None and is not asked again. Any other NVML error propagates."""
+
+    def __init__(self, nvml: Any, pid: int | None = None) -> None:
+        self.nvml = nvml
+        self.pid = os.getpid() if pid is None else pid
+        self._handles: list[Any] = []
+        self._static: list[tuple[str, int | None, int | None]] = []
+        self._unsupported: set[tuple[int, str]] = set()
+
+    def open(self) -> int:
+        """Initialise NVML; returns the GPU count. Raises when NVML (or its driver) is missing."""
+        nv = self.nvml
+        nv.nvmlInit()
+        self._handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+        self._static = []
+        for i, h in enumerate(self._handles):
+            name = nv.nvmlDeviceGetName(h)
+            name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            clock = self._optional(i, "clock", nv.nvmlDeviceGetMaxClockInfo, h, nv.NVML_CLOCK_MEM)
+            bus = self._optional(i, "bus", nv.nvmlDeviceGetMemoryBusWidth, h)
+            self._static.append((name, clock, bus))
+        return len(self._handles)
+
+    def _optional(self, i: int, what: str, fn: Any, *args: Any) -> Any:
+        if (i, what) in self._unsupported:
+            return None
+        try:
+            return fn(*args)
+        except self.nvml.NVMLError as err:
+            if getattr(err, "value", None) in (_NVML_NOT_SUPPORTED, _NVML_NO_PERMISSION):
+                self._unsupported.add((i, what))
+                return None
+            raise
+
+    def read(self) -> tuple[GpuSample, ...]:
+        nv, out = self.nvml, []
+        for i, h in enumerate(self._handles):
+            name, clock, bus = self._static[i]
+            mem = nv.nvmlDeviceGetMemoryInfo(h)  # the one query every board answers: failure = lost
+            procs = self._optional(i, "procs", nv.nvmlDeviceGetComputeRunningProcesses, h)
+            mine = None if procs is None else sum(
+                p.usedGpuMemory or 0 for p in procs if p.pid == self.pid
+            )
+            util = self._optional(i, "util", nv.nvmlDeviceGetUtilizationRates, h)
+            power = self._optional(i, "power", nv.nvmlDeviceGetPowerUsage, h)
+            temp = self._optional(i, "temp", nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
+            energy = self._optional(i, "energy", nv.nvmlDeviceGetTotalEnergyConsumption, h)
+            reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+                nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
+            bits = self._optional(i, "throttle", reasons_fn, h) if reasons_fn else None
+            out.append(GpuSample(
+                index=i, name=name, vram_used_bytes=int(mem.used), vram_total_bytes=int(mem.total),
+                vram_process_bytes=mine, util_percent=None if util is None else float(util.gpu),
+                power_w=None if power is None else power / 1000,
+                temperature_c=None if temp is None else float(temp),
+                mem_clock_mhz=None if clock is None else float(clock), bus_width_bits=bus,
+                throttle_reasons=tuple(v for b, v in _THROTTLE_BITS.items() if bits and bits & b),
+                energy_j=None if energy is None else energy / 1000,
+            ))
+        return tuple(out)
+
+    def close(self) -> None:
+        # Shutting down after a driver reset may fail too; there is nothing left to do then.
+        with contextlib.suppress(Exception):
+            self.nvml.nvmlShutdown()
+
+
+def detect_gpus(nvml: Any | None = None) -> list[GpuSample]:
+    """One reading of every GPU, or [] when there is no NVML or no GPU (for ``tokrace plan``)."""
+    nvml = nvml if nvml is not None else load_nvml()
+    if nvml is None:
+        return []
+    reader = NvmlReader(nvml)
+    try:
+        return list(reader.read()) if reader.open() else []
+    except Exception:  # pynvml raises NVMLError subclasses; no GPU is the answer either way
+        return []
+    finally:
+        reader.close()
+
+
+class DeviceSampler:
+    """Samples in a daemon thread; ``latest()`` is cheap and thread-safe.
+
+    ``nvml``: a pynvml-like module (tests inject a fake); default: import ``pynvml`` if installed.
+    ``use_gpu=False`` skips NVML entirely. ``pid``: whose VRAM counts as "this process" (default: ours).
+    """
+
+    def __init__(self, interval_s: float = 0.25, *, nvml: Any | None = None, use_gpu: bool = True,
+                 pid: int | None = None) -> None:
         self.interval_s = interval_s
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the first reading is always 0
+        self._lock = threading.Lock()
+        self._windows: dict[int, list[Any]] = {}
+        self._next_window = 0
+        self._energy_j: float | None = None
+        self._last_gpu: tuple[GpuSample, ...] = ()
+        self._last_t = time.perf_counter()
+        self.busy_s = 0.0
+        """CPU time the sampler has spent sampling (its own cost)."""
+        self._started_at: float | None = None
+        self._reader: NvmlReader | None = None
+        self._status: str | None = "CPU only"
+        if use_gpu:
+            self._open_nvml(nvml if nvml is not None else load_nvml(), pid)
+        if self._status == "CPU only":
+            log.info("CPU only: no NVIDIA GPU telemetry (NVML not available); showing CPU and RAM")
         self._latest = self._sample()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _open_nvml(self, nvml: Any | None, pid: int | None) -> None:
+        if nvml is None:
+            return
+        reader = NvmlReader(nvml, pid)
+        try:
+            if reader.open() == 0:
+                reader.close()
+                return
+        except Exception:  # no driver / no library: a CPU-only machine, not an error
+            reader.close()
+            return
+        self._reader, self._status, self._energy_j = reader, None, 0.0
+
+    def _read_gpus(self, now: float) -> tuple[GpuSample, ...]:
+        if self._reader is None:
+            return ()
+        try:
+            gpus = self._reader.read()
+        except Exception as err:  # any NVML failure mid-run: stop asking, keep the chat going
+            log.warning("GPU telemetry lost: %s", err)
+            self._reader.close()
+            self._reader, self._status, self._last_gpu = None, "GPU telemetry lost", ()
+            return ()
+        self._energy_j = (self._energy_j or 0.0) + _energy_between(self._last_gpu, gpus, now - self._last_t)
+        self._last_gpu = gpus
+        return gpus
+
     def _sample(self) -> DeviceSnapshot:
+        t0 = time.thread_time()
+        now = time.perf_counter()
         with self._process.oneshot():
-            cpu = self._process.cpu_percent(None)
+            # psutil divides by the time since the last call; two calls microseconds apart can read
+            # thousands of %, so clamp to what the machine can do.
+            cpu = min(self._process.cpu_percent(None), 100.0 * (os.cpu_count() or 1))
             rss = self._process.memory_info().rss
         vm = psutil.virtual_memory()
-        return DeviceSnapshot(
-            t=time.perf_counter(),
-            process_cpu_percent=cpu,
-            process_rss_bytes=rss,
-            ram_used_bytes=vm.total - vm.available,
-            ram_total_bytes=vm.total,
-            status="CPU only",
+        gpus = self._read_gpus(now)
+        self._last_t = now
+        snap = DeviceSnapshot(
+            t=now, process_cpu_percent=cpu, process_rss_bytes=rss, ram_used_bytes=vm.total - vm.available,
+            ram_total_bytes=vm.total, gpus=gpus, status=self._status,
+            energy_j=self._energy_j if self._reader is not None else None,
         )
+        with self._lock:
+            for w in self._windows.values():
+                w[1] = max(w[1], rss)
+                if gpus:
+                    vram = sum(g.vram_process_bytes if g.vram_process_bytes is not None
+                               else g.vram_used_bytes for g in gpus)
+                    w[2] = vram if w[2] is None else max(w[2], vram)
+        self.busy_s += time.thread_time() - t0
+        return snap
 
     def latest(self) -> DeviceSnapshot:
         return self._latest
 
+    def begin_window(self) -> int:
+        """Start tracking peak VRAM/RSS and energy (e.g. when a reply starts); returns a window id."""
+        snap = self._latest
+        with self._lock:
+            wid = self._next_window
+            self._next_window += 1
+            self._windows[wid] = [snap.t, snap.process_rss_bytes, None, snap.energy_j]
+        return wid
+
+    def end_window(self, wid: int) -> WindowStats:
+        snap = self._latest
+        with self._lock:
+            t0, rss, vram, e0 = self._windows.pop(wid)
+        energy = None if snap.energy_j is None or e0 is None else snap.energy_j - e0
+        return WindowStats(max(0.0, snap.t - t0), vram, max(rss, snap.process_rss_bytes), energy)
+
+    def cost_fraction(self) -> float:
+        """Sampler CPU time ÷ wall time since ``start()`` (0.01 = 1% of one core)."""
+        if self._started_at is None:
+            return 0.0
+        return self.busy_s / max(1e-9, time.perf_counter() - self._started_at)
+
     def start(self) -> DeviceSampler:
         if self._thread is None:
+            self._stop.clear()
+            self._started_at, self.busy_s = time.perf_counter(), 0.0
             self._thread = threading.Thread(target=self._run, name="tokrace-telemetry", daemon=True)
             self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._latest = self._sample()
+            try:
+                self._latest = self._sample()
+            except Exception:  # telemetry must never take the app down; next tick retries
+                log.exception("telemetry sample failed")
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+def _energy_between(prev: tuple[GpuSample, ...], cur: tuple[GpuSample, ...], dt: float) -> float:
+    """Joules used by all GPUs between two readings: the boards' energy counters where both readings
+    have one, else mean power × time."""
+    total = 0.0
+    for a, b in zip(prev, cur, strict=False):
+        if a.energy_j is not None and b.energy_j is not None and b.energy_j >= a.energy_j:
+            total += b.energy_j - a.energy_j
+        elif a.power_w is not None and b.power_w is not None:
+            total += (a.power_w + b.power_w) / 2 * dt
+    return total

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from backends.base import GenerationParams, LoadConfig
+from backends.units import format_bytes
+from model_registry.errors import TokraceError
+from model_registry.resolve import ResolvedModel
 
 _GEN_DEFAULTS = GenerationParams()
 
@@ -61,3 +65,50 @@ def generation_params(args: argparse.Namespace) -> GenerationParams:
     return GenerationParams(
         max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
     )
+
+
+def parse_tensor_split(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise TokraceError(
+            f"--tensor-split {text!r}: expected numbers separated by commas, e.g. 1,1"
+        ) from None
+    if not values or any(v < 0 for v in values) or sum(values) <= 0:
+        raise TokraceError(f"--tensor-split {text!r}: expected non-negative numbers with a positive sum")
+    return values
+
+
+def load_config(args: argparse.Namespace, model: ResolvedModel) -> LoadConfig:
+    """A ``LoadConfig`` from the shared flags (those a subcommand lacks keep their defaults)."""
+    config = LoadConfig(path=str(model.path), name=model.model_id, chat_template=model.chat_template)
+    config.n_ctx = getattr(args, "ctx", None) or config.n_ctx
+    config.n_threads = getattr(args, "threads", None)
+    if getattr(args, "gpu_layers", None) is not None:
+        config.n_gpu_layers = args.gpu_layers
+    if getattr(args, "split_mode", None):
+        config.split_mode = args.split_mode
+    if getattr(args, "main_gpu", None) is not None:
+        config.main_gpu = args.main_gpu
+    config.tensor_split = parse_tensor_split(getattr(args, "tensor_split", None))
+    return config
+
+
+class StderrProgress:
+    """A one-line progress display on stderr for model fetches (``progress(done, total, what)``)."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        pct = f"{100 * done / total:5.1f}%" if total else ""
+        line = f"\r{what}: {format_bytes(done)} / {format_bytes(total)} {pct}"
+        if line != self._last:
+            sys.stderr.write(line.ljust(len(self._last)))
+            sys.stderr.flush()
+            self._last = line
+        if total and done >= total and what.startswith("extracting"):
+            sys.stderr.write("\n")
+            self._last = ""

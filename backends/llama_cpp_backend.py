@@ -1,0 +1,308 @@
+"""llama.cpp in-process through llama-cpp-python, one token event at a time.
+
+We drive ``Llama.eval`` / ``Llama.sample`` ourselves instead of ``create_chat_completion``: that is what
+lets every token carry its own timestamp and id (a completion stream yields text chunks, not tokens),
+times the prompt evaluation separately, and makes KV-cache reuse between chat turns explicit.
+
+Cancellation: a ``CancelToken`` is checked between tokens; during prompt evaluation llama.cpp's abort
+callback watches it too, so a long prompt stops within one graph node. The callback is armed only
+around prompt evaluation because ggml calls it once per graph node: during decode that would cost a
+Python call per node per token, measurably slowing generation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import llama_cpp
+from llama_cpp import Llama
+
+from backends.base import (
+    Backend,
+    CancelToken,
+    ChatMessage,
+    GenerationParams,
+    LoadConfig,
+    LoadedModel,
+)
+from backends.chat_template import PromptFormat, choose_format
+from backends.events import (
+    GenerationFinished,
+    PromptProcessed,
+    RequestStarted,
+    StopReason,
+    StreamEvent,
+    TokenGenerated,
+)
+from backends.textstream import TextAssembler
+from model_registry.errors import ModelFileError, TokraceError
+from model_registry.gguf_meta import GGUFInfo, read_gguf_info
+
+_SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+_NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+
+
+class PromptAborted(Exception):
+    """Prompt evaluation was stopped by the abort callback."""
+
+
+def llama_perf(ctx: Any) -> dict[str, float]:
+    data = llama_cpp.llama_perf_context(ctx)
+    return {
+        "t_p_eval_ms": data.t_p_eval_ms,
+        "n_p_eval": data.n_p_eval,
+        "t_eval_ms": data.t_eval_ms,
+        "n_eval": data.n_eval,
+    }
+
+
+class LlamaCppBackend(Backend):
+    name = "llama.cpp"
+    supports_draft = False
+    supports_gpu_split = True
+    supports_prompt_abort = True
+    reports_token_ids = True
+
+    def __init__(self, config: LoadConfig) -> None:
+        self.config = config
+        self._llama: Llama | None = None
+        self._model: LoadedModel | None = None
+        self.info: GGUFInfo | None = None
+        self._format: PromptFormat | None = None
+        self._cancel: CancelToken | None = None
+        self._piece_buf = ctypes.create_string_buffer(256)
+        # Keep a reference: llama.cpp holds only the raw function pointer.
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+
+    # -- loading -----------------------------------------------------------------------------------
+    def load(self) -> LoadedModel:
+        cfg = self.config
+        info = read_gguf_info(cfg.path)  # a missing, non-GGUF or truncated file fails here, clearly
+        self.info = info
+        n_ctx = cfg.n_ctx
+        if info.n_ctx_train and n_ctx > info.n_ctx_train:
+            n_ctx = info.n_ctx_train  # llama.cpp would allow it, but quality falls off past training
+        n_threads = cfg.n_threads or os.cpu_count() or 1
+        try:
+            llama = Llama(
+                model_path=str(cfg.path),
+                n_ctx=n_ctx,
+                n_batch=min(cfg.n_batch, n_ctx),
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_gpu_layers=cfg.n_gpu_layers,
+                split_mode=_SPLIT_MODES[cfg.split_mode],
+                main_gpu=cfg.main_gpu,
+                tensor_split=cfg.tensor_split,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as err:
+            raise ModelFileError(
+                f"llama.cpp could not load {cfg.path} ({err}); the file may be damaged or of an"
+                " architecture this llama.cpp build does not know"
+            ) from None
+        self._llama = llama
+        vocab = llama._model
+
+        def text_of(token_id: int | None) -> str:
+            return vocab.token_get_text(token_id) if token_id is not None and token_id >= 0 else ""
+
+        def has_token(text: str) -> bool:
+            ids = llama.tokenize(text.encode(), add_bos=False, special=True)
+            return len(ids) == 1 and text_of(ids[0]) == text
+
+        self._format = choose_format(
+            architecture=info.architecture,
+            file_template=info.chat_template,
+            override=cfg.chat_template,
+            bos=text_of(vocab.token_bos()),
+            eos=text_of(vocab.token_eos()),
+            has_token=has_token,
+        )
+        self._model = LoadedModel(
+            name=cfg.name or info.name or os.path.basename(cfg.path),
+            path=str(cfg.path),
+            architecture=info.architecture,
+            quantization=info.quantization,
+            size_bytes=info.file_size or info.tensors_bytes,
+            n_params=info.n_params,
+            n_layers=info.n_layers,
+            n_ctx_train=info.n_ctx_train,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            template=self._format.label,
+            gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        )
+        return self._model
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            raise RuntimeError("load() first")
+        return self._model
+
+    @property
+    def llama(self) -> Llama:
+        if self._llama is None:
+            raise RuntimeError("load() first")
+        return self._llama
+
+    def unload(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    def reset(self) -> None:
+        if self._llama is not None:
+            self._llama.reset()
+
+    # -- generation --------------------------------------------------------------------------------
+    def _should_abort(self, _data: Any) -> bool:
+        return self._cancel is not None and self._cancel.cancelled
+
+    def _arm_abort(self, armed: bool) -> None:
+        cb = self._abort_cb if armed else _NO_ABORT
+        llama_cpp.llama_set_abort_callback(self.llama._ctx.ctx, cb, None)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        vocab = self.llama._model.vocab
+        n = llama_cpp.llama_token_to_piece(vocab, token_id, self._piece_buf, 256, 0, False)
+        if n < 0:  # buffer too small: -n is the size needed
+            self._piece_buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(vocab, token_id, self._piece_buf, -n, 0, False)
+        return self._piece_buf.raw[:n]
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        llama = self.llama
+        bos = llama._model.token_get_text(llama._model.token_bos()) if llama._model.token_bos() >= 0 else ""
+        # Templates often write the BOS token themselves; llama.cpp adds it per the vocab's flag, so
+        # drop the literal one (as llama-server does) instead of sending it twice.
+        if bos and text.startswith(bos):
+            text = text[len(bos):]
+        return llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cache of the longest common prefix with what was evaluated last time."""
+        llama = self.llama
+        cached = llama.input_ids[: llama.n_tokens]
+        n = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        n = min(n, len(tokens) - 1)  # at least one token must be evaluated to get logits
+        if n <= 0 or not llama._ctx.kv_cache_seq_rm(-1, n, -1):
+            llama.reset()
+            return 0
+        llama.n_tokens = n
+        return n
+
+    def _evaluate_prompt(self, tokens: Sequence[int]) -> None:
+        self._arm_abort(True)
+        try:
+            self.llama.eval(tokens)
+        except RuntimeError as err:
+            if self._cancel is not None and self._cancel.cancelled:
+                raise PromptAborted from None
+            raise TokraceError(f"llama.cpp failed while evaluating the prompt ({err})") from None
+        finally:
+            self._arm_abort(False)
+
+    def stream_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[StreamEvent]:
+        fmt = self._format
+        if fmt is None:
+            raise RuntimeError("load() first")
+        rendered = fmt.render(messages)
+        yield from self.stream_prompt(rendered.text, params, cancel, stops=rendered.stops)
+
+    def stream_prompt(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+        *,
+        stops: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
+        """Generate from raw prompt text (no chat template); ``stream_chat`` formats then calls this."""
+        llama = self.llama
+        model = self.model
+        self._cancel = cancel = cancel or CancelToken()
+        t_submit = time.perf_counter()
+        tokens = self.tokenize_prompt(prompt)
+        if len(tokens) >= model.n_ctx:
+            yield RequestStarted(t_submit, model.name, len(tokens), 0, model.template)
+            yield GenerationFinished(
+                time.perf_counter(), "error", "", 0,
+                error=f"the prompt is {len(tokens)} tokens but the context holds {model.n_ctx}:"
+                " start a new chat (Ctrl+N) or raise --ctx",
+            )
+            return
+        reused = self._reuse_prefix(tokens)
+        yield RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
+
+        llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
+        llama.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        llama._sampler = llama._init_sampler(
+            top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+            temp=params.temperature, repeat_penalty=params.repeat_penalty,
+        )
+        assembler = TextAssembler([*stops, *params.stop])
+        n_generated = 0
+        reason: StopReason = "length"
+        error: str | None = None
+        notice: str | None = None
+        try:
+            t0 = time.perf_counter()
+            self._evaluate_prompt(tokens[reused:])
+            t1 = time.perf_counter()
+            yield PromptProcessed(t1, len(tokens) - reused, t1 - t0)
+            vocab = llama._model.vocab
+            while True:
+                if cancel.cancelled:
+                    reason = "cancelled"
+                    break
+                token = llama.sample(idx=None)
+                t = time.perf_counter()
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    reason = "stop"
+                    break
+                text = assembler.push(self.token_bytes(token))
+                yield TokenGenerated(n_generated, token, text, t)
+                n_generated += 1
+                if assembler.stopped_by is not None:
+                    reason = "stop"
+                    break
+                if n_generated >= params.max_tokens:
+                    break
+                if llama.n_tokens + 1 >= model.n_ctx:
+                    notice = f"the context ({model.n_ctx} tokens) is full: start a new chat (Ctrl+N)"
+                    break
+                llama.eval([token])
+        except PromptAborted:
+            reason = "cancelled"
+        except TokraceError as err:
+            reason, error = "error", str(err)
+        except RuntimeError as err:  # llama_decode failing mid-reply (e.g. out of memory)
+            reason, error = "error", f"llama.cpp failed mid-reply ({err})"
+        finally:
+            self._cancel = None
+        assembler.finish()
+        if n_generated == 0 and reason == "stop":
+            notice = (
+                f"the model ended its reply at once (0 tokens) with {model.template}; a base model may"
+                " need plain completion"
+            )
+        yield GenerationFinished(
+            time.perf_counter(), reason, assembler.text, n_generated,
+            error=error, notice=notice, llama_perf=llama_perf(llama._ctx.ctx),
+        )
