@@ -16,6 +16,8 @@ from model_registry.errors import TokraceError
 
 COMMAND_MODULES: list[str] = [
     "cli.chat_cmd",
+    "cli.export_cmd",
+    "cli.bench_cmd",
 ]
 
 

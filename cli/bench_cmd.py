@@ -1,0 +1,86 @@
+"""``tokrace bench``: llama-bench-style pp/tg tests with repetitions, logged and compared with history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def int_list(text: str) -> list[int]:
+    """``512`` or ``128,512``; 0 skips that kind of test (as llama-bench's ``-p 0``)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 512 or 128,512, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers of 0 or more, got {text!r}")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from cli.common import positive_int
+
+    p = subparsers.add_parser(
+        "bench",
+        help="llama-bench-style prompt (pp) and generation (tg) tests",
+        description="Run llama-bench's pp and tg tests through tokrace's backend; results are recorded "
+                    "in the speed log and compared with your earlier runs of the same model and settings.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="a .gguf path or a catalog id")
+    p.add_argument("-p", "--n-prompt", type=int_list, default=[512], metavar="N",
+                   help="prompt sizes to test (default 512; 0 = no pp test)")
+    p.add_argument("-n", "--n-gen", type=int_list, default=[128], metavar="N",
+                   help="generation lengths to test (default 128; 0 = no tg test)")
+    p.add_argument("-r", "--repetitions", type=positive_int, default=5, metavar="R")
+    p.add_argument("--threads", "-t", type=positive_int, default=None,
+                   help="CPU threads (default: all cores)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="a JSON array: one object per model and test")
+    out.add_argument("--md", action="store_true", help="a Markdown table (the default)")
+    p.add_argument("--no-log", action="store_true", help="do not record the results")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.export_cmd import warnings_to
+    from model_registry.errors import TokraceError
+    from model_registry.resolve import resolve_model
+    from speedlog import SpeedLog, new_session_id
+    from speedlog.bench import bench_model, markdown_table, regression_message
+
+    tests = [(p, 0) for p in args.n_prompt if p] + [(0, n) for n in args.n_gen if n]
+    if not tests:
+        raise TokraceError("no test to run: give -p or -n a size above 0")
+
+    def err(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    progress = None if args.quiet else (lambda msg: err(f"bench: {msg}"))
+    log = SpeedLog.open()
+    with warnings_to(err):
+        history = log.read(kind="bench")
+    session_id = new_session_id()
+    results = []
+    try:
+        for ref in args.models:
+            resolved = resolve_model(ref)
+            results += bench_model(
+                str(resolved.path), tests, args.repetitions, session_id=session_id,
+                threads=args.threads, model_id=resolved.model_id, chat_template=resolved.chat_template,
+                log=None if args.no_log else log, history=history, progress=progress,
+            )
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        sys.stdout.write(markdown_table(results))
+    for result in results:
+        message = regression_message(result)
+        if message:
+            err(f"tokrace: warning: {message}")
+    if not args.no_log and results:
+        err(f"recorded as session {session_id} in {log.path}")
+    return 0
