@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from test_speedlog_fixtures import sample_records
+
+from model_registry.errors import TokraceError
+from speedlog.export import FIELDS, LLAMA_BENCH_FIELDS, export_row, render, write_atomic
+from speedlog.plot import bar_chart, replies_chart, reply_chart, reply_series, svg_plots
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare with ``tests/golden/NAME``; ``TOKRACE_UPDATE_GOLDEN=1`` rewrites it (review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("TOKRACE_UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "md"])
+def test_exports_match_their_golden_files(fmt: str) -> None:
+    check_golden(f"speedlog_export.{fmt}", render(sample_records(), fmt))  # type: ignore[arg-type]
+
+
+def test_csv_and_jsonl_use_llama_bench_field_names() -> None:
+    required = {"model_type", "model_size", "model_n_params", "n_prompt", "n_gen", "avg_ts",
+                "stddev_ts", "n_gpu_layers", "split_mode", "tensor_split", "build_commit"}
+    assert required <= set(LLAMA_BENCH_FIELDS)
+    header = next(csv.reader(io.StringIO(render(sample_records(), "csv"))))
+    assert header == list(FIELDS)
+    rows = [json.loads(line) for line in render(sample_records(), "jsonl").splitlines()]
+    assert all(list(row) == list(FIELDS) for row in rows)
+
+
+def test_bench_rows_are_llama_bench_rows() -> None:
+    pp, tg = (export_row(r) for r in sample_records()[3:])
+    assert (pp["n_prompt"], pp["n_gen"], pp["test"]) == (512, 0, "pp512")
+    assert pp["samples_ts"] == pytest.approx([512.0, 500.0, 524.288])
+    assert pp["avg_ts"] == pytest.approx(sum(pp["samples_ts"]) / 3)
+    assert pp["stddev_ts"] == pytest.approx(12.144, abs=1e-3)  # sample sd, Bessel-corrected
+    assert (tg["n_prompt"], tg["n_gen"], tg["avg_ts"]) == (0, 128, pytest.approx((64 + 62.5) / 2))
+    assert pp["tensor_split"] == "0.00" and pp["backends"] == "CPU"
+
+
+def test_chat_rows_are_tg_at_depth() -> None:
+    """avg_ts of a row with n_prompt > 0 would read as (pp + tg) ÷ time in llama-bench tooling."""
+    row = export_row(sample_records()[0])
+    assert (row["n_prompt"], row["n_gen"], row["n_depth"]) == (0, 9, 32)
+    assert row["avg_ts"] == pytest.approx(128.0) and row["stddev_ts"] == 0
+    assert row["prompt_tok_s"] == pytest.approx(256.0) and row["ttft_s"] == pytest.approx(0.25)
+    assert row["tensor_split"] == "0.50/0.50" and row["backends"] == "GPU"
+    assert row["gpu_info"] == "RTX 4090, RTX 4090"
+
+
+def test_markdown_groups_by_model_quant_and_hardware_with_mean_sd() -> None:
+    lines = render(sample_records(), "md").splitlines()
+    assert lines[0] == "| Model | Quant | tok/s | TTFT | prompt tok/s | hardware | n |"
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:] if line.startswith("| ")]
+    rows = {(c[0], c[1], c[2], c[5]) for c in cells}
+    assert ("Llama 3 8B", "Q4_K_M", "115.20 ± 18.10", "2 × RTX 4090") in rows
+    assert ("Llama 3 8B", "Q4_K_M", "63.25 ± 1.06", "Test CPU 9000, 2 threads") in rows
+    assert ("Llama 3 8B", "F16", "16.00", "Test CPU 9000, 2 threads") in rows
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "out.md"
+    target.write_text("old")
+    write_atomic(target, "new table\n")
+    assert target.read_text() == "new table\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.md"]
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "is_dir", "under_file"])
+def test_unwritable_export_path_is_one_error_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "f").write_text("")
+    target = {"missing_dir": tmp_path / "no" / "x.md", "is_dir": tmp_path,
+              "under_file": tmp_path / "f" / "x.md"}[where]
+    with pytest.raises(TokraceError) as err:
+        write_atomic(target, "x")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"cannot write {target}")
+    assert "-o" in message
+
+
+def test_reply_series_counts_tokens_per_time_bin() -> None:
+    series = reply_series([0.0, 0.2, 0.4, 0.6, 0.8, 1.5, 2.0], points=2)
+    assert series == pytest.approx([4.0, 2.0])  # 4 intervals in the first second, 2 in the next
+    assert reply_series([1.0]) == []
+
+
+def test_text_charts() -> None:
+    chart = bar_chart([1.0, 2.0, 4.0], height=2, title="t")
+    assert chart.splitlines() == ["t (tok/s)", "4 ┤  █", "0 ┤▄██", "  └───"]
+    rec = sample_records()[0]
+    assert "tok/s over the reply" in reply_chart(rec, width=8)
+    assert "across 5 replies" in replies_chart(sample_records())  # 3 replies + 2 tg repetitions
+    assert "(no data)" in bar_chart([])
+
+
+def test_svg_is_well_formed_with_both_panels() -> None:
+    svg = svg_plots(sample_records())
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = root.findall(f"{ns}polyline")
+    assert len(lines) == 2  # one reply with token times + the across-replies line
+    assert len(root.findall(f"{ns}circle")) == 5
+    texts = [t.text for t in root.findall(f"{ns}text")]
+    assert "tok/s over a reply (last replies)" in texts and "tok/s across replies" in texts
+    ET.fromstring(svg_plots([]))  # nothing recorded still gives a valid (empty) plot
