@@ -231,7 +231,7 @@ class DeviceSampler:
         except Exception:  # no driver / no library: a CPU-only machine, not an error
             reader.close()
             return
-        self._reader, self._status, self._energy_j = reader, None, 0.0
+        self._reader, self._status = reader, None
 
     def _read_gpus(self, now: float) -> tuple[GpuSample, ...]:
         if self._reader is None:
@@ -243,7 +243,9 @@ class DeviceSampler:
             self._reader.close()
             self._reader, self._status, self._last_gpu = None, "GPU telemetry lost", ()
             return ()
-        self._energy_j = (self._energy_j or 0.0) + _energy_between(self._last_gpu, gpus, now - self._last_t)
+        used = _energy_between(self._last_gpu, gpus, now - self._last_t)
+        if used is not None:
+            self._energy_j = (self._energy_j or 0.0) + used
         self._last_gpu = gpus
         return gpus
 
@@ -323,13 +325,13 @@ class DeviceSampler:
             self._reader = None
 
 
-def _energy_between(prev: tuple[GpuSample, ...], cur: tuple[GpuSample, ...], dt: float) -> float:
+def _energy_between(prev: tuple[GpuSample, ...], cur: tuple[GpuSample, ...], dt: float) -> float | None:
     """Joules used by all GPUs between two readings: the boards' energy counters where both readings
-    have one, else mean power × time."""
-    total = 0.0
-    for a, b in zip(prev, cur, strict=False):
+    have one, else mean power × time. None when no board reports either (energy unknown, not 0)."""
+    total, known = 0.0, False
+    for a, b in zip(prev or cur, cur, strict=False):
         if a.energy_j is not None and b.energy_j is not None and b.energy_j >= a.energy_j:
-            total += b.energy_j - a.energy_j
+            total, known = total + b.energy_j - a.energy_j, True
         elif a.power_w is not None and b.power_w is not None:
-            total += (a.power_w + b.power_w) / 2 * dt
-    return total
+            total, known = total + (a.power_w + b.power_w) / 2 * dt * bool(prev), True
+    return total if known else None
