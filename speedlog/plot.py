@@ -31,7 +31,8 @@ def reply_series(token_times_s: Sequence[float], points: int = 40) -> list[float
 
 
 def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit: str = "tok/s") -> str:
-    """Columns of eighth-blocks, ``height`` rows tall, with the scale on the left."""
+    """Columns of eighth-blocks, ``height`` rows tall, with the scale on the left; ``title`` (or else
+    ``unit``) on top."""
     if not values:
         return f"{title}\n(no data)" if title else "(no data)"
     top = max(values) or 1.0
@@ -45,8 +46,7 @@ def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit
         label = f"{top:.0f}" if row == height else "0".rjust(label_w) if row == 1 else ""
         rows.append(f"{label.rjust(label_w)} ┤{''.join(line)}")
     rows.append(" " * label_w + " └" + "─" * len(values))
-    head = f"{title} ({unit})" if title else unit
-    return head + "\n" + "\n".join(rows)
+    return (title or unit) + "\n" + "\n".join(rows)
 
 
 def reply_chart(record: ReplyRecord, *, width: int = 60, height: int = 6) -> str:

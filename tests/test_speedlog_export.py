@@ -98,7 +98,7 @@ def test_reply_series_counts_tokens_per_time_bin() -> None:
 
 def test_text_charts() -> None:
     chart = bar_chart([1.0, 2.0, 4.0], height=2, title="t")
-    assert chart.splitlines() == ["t (tok/s)", "4 ┤  █", "0 ┤▄██", "  └───"]
+    assert chart.splitlines() == ["t", "4 ┤  █", "0 ┤▄██", "  └───"]
     rec = sample_records()[0]
     assert "tok/s over the reply" in reply_chart(rec, width=8)
     assert "across 5 replies" in replies_chart(sample_records())  # 3 replies + 2 tg repetitions
