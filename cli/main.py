@@ -16,6 +16,7 @@ from model_registry.errors import TokraceError
 
 COMMAND_MODULES: list[str] = [
     "cli.chat_cmd",
+    "cli.models_cmd",
     "cli.export_cmd",
     "cli.bench_cmd",
 ]

