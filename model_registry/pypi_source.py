@@ -123,3 +123,18 @@ def fetch(source: PypiModelSource, progress: ProgressFn | None = None) -> Path:
     st = target.stat()
     _marker(target).write_text(f"{source.sha256} {st.st_size} {st.st_mtime_ns}\n")
     return target
+
+
+_CATALOG_IDS = {"SMOLLM2_135M": "smollm2-135m-instruct:q4_1", "GEMMA3_270M": "gemma3-270m:q4_k_m"}
+
+
+def __getattr__(name: str) -> PypiModelSource:
+    """``SMOLLM2_135M`` and ``GEMMA3_270M`` (used by the test fixtures): read from the built-in catalog,
+    which holds their package, member and sha256 data."""
+    if name not in _CATALOG_IDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from model_registry.catalog import BUILTIN_CATALOG, PypiSource, parse_catalog
+
+    entry = parse_catalog(BUILTIN_CATALOG.read_text(encoding="utf-8"), "built-in")[_CATALOG_IDS[name]]
+    assert isinstance(entry.source, PypiSource)
+    return entry.source.model
