@@ -124,6 +124,8 @@ class HostPlan:
     compute_bytes: int
     layers: list[int]
     free_bytes: int | None = None
+    embedding_bytes: int = 0
+    """The input embedding, part of ``weights_bytes`` (a lookup: decode reads one row of it)."""
 
     @property
     def planned_bytes(self) -> int:
@@ -290,7 +292,8 @@ class _Planner:
         w += 0 if output_on_gpu else self.head.output_bytes
         # With nothing offloaded the CPU backend carries the compute buffer (else a small one, ignored).
         compute = self.compute if len(layers) == self.n and not output_on_gpu else 0
-        return HostPlan(w, sum(self.kv_layer[i] for i in layers), compute, layers, free)
+        return HostPlan(w, sum(self.kv_layer[i] for i in layers), compute, layers, free,
+                        self.head.input_bytes)
 
     def place(self, mode: SplitModeName, split: Sequence[float], n_gpu: int,
               main: int) -> tuple[list[DevicePlan], list[int], bool]:

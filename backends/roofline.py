@@ -1,0 +1,207 @@
+"""How fast decoding could go, and what the tokens cost.
+
+Decode (one token at a time, batch 1) is memory-bandwidth bound: every generated token reads all the
+weights plus the KV cache so far, so ``tok/s ≤ bandwidth ÷ bytes read per token``. Like the figures
+users quote (RTX 6000 Ada 960 GB/s ÷ Llama 3 8B Q4_K_M 4.92 GB ≈ 195 tok/s), the weights are counted
+whole, the input embedding included, although a lookup reads one row of it: a ceiling a few % low,
+the same way as everyone else's.
+
+Prompt processing is compute bound (about 2 FLOPs per parameter per token), so its ceiling is
+``FLOP/s ÷ (2 × parameters)``.
+
+On a CPU the bandwidth comes from a short multi-threaded copy test, measured once per machine and
+cached under ``model_registry.paths.cache_dir()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from backends.device_telemetry import DeviceSnapshot
+from backends.split_planner import SplitPlan
+from model_registry.paths import cache_dir
+
+CACHE_FILE = "cpu_bandwidth.json"
+
+
+def bytes_per_token(weights_bytes: float, kv_bytes_per_token: float, n_past: int) -> float:
+    """Bytes one decode step reads: the weights, plus the KV cache of the ``n_past`` tokens before it."""
+    return weights_bytes + kv_bytes_per_token * max(0, n_past)
+
+
+def decode_ceiling_tok_s(bandwidth_bytes_s: float, bytes_read_per_token: float) -> float:
+    if bytes_read_per_token <= 0 or bandwidth_bytes_s <= 0:
+        raise ValueError("bandwidth and bytes per token must be above 0")
+    return bandwidth_bytes_s / bytes_read_per_token
+
+
+def efficiency_percent(measured_tok_s: float, ceiling_tok_s: float) -> float:
+    return 100.0 * measured_tok_s / ceiling_tok_s if ceiling_tok_s > 0 else 0.0
+
+
+def efficiency_line(measured_tok_s: float | None, ceiling_tok_s: float | None) -> str:
+    """The UI's one line, e.g. "efficiency: 67% of the 195 tok/s bandwidth limit"."""
+    if not ceiling_tok_s:
+        return "efficiency: bandwidth limit unknown"
+    if not measured_tok_s:
+        return f"bandwidth limit: {ceiling_tok_s:,.0f} tok/s"
+    return (f"efficiency: {efficiency_percent(measured_tok_s, ceiling_tok_s):.0f}% of the "
+            f"{ceiling_tok_s:,.0f} tok/s bandwidth limit")
+
+
+def plan_ceiling_tok_s(
+    plan: SplitPlan,
+    gpu_bandwidths: Sequence[float],
+    cpu_bandwidth: float,
+    n_past: int = 0,
+) -> float:
+    """The ceiling of a (possibly split) model; bandwidths in bytes/s, one per GPU of the plan.
+
+    A layer split runs the GPUs one after another, so their times add up; a row split reads every
+    GPU's share at once, so the slowest counts. Layers left on the CPU add their time at the CPU's
+    bandwidth. The input embedding is counted whole, as the seeds count it, with the device that runs
+    layer 0 (so one GPU holding everything gives exactly bandwidth ÷ file size).
+    """
+    if len(gpu_bandwidths) < len(plan.per_device):
+        raise ValueError(f"need {len(plan.per_device)} GPU bandwidths, got {len(gpu_bandwidths)}")
+    frac = n_past / plan.n_ctx if plan.n_ctx else 0.0  # the plan's KV is for a full context
+    host = plan.host
+    embd_on_gpu = bool(plan.per_device) and 0 not in host.layers and plan.n_gpu_layers > 0
+    first = next((i for i, d in enumerate(plan.per_device) if 0 in d.layers), plan.main_gpu)
+    times = []
+    for i, (d, bw) in enumerate(zip(plan.per_device, gpu_bandwidths, strict=False)):
+        read = d.weights_bytes + d.kv_bytes * frac + (host.embedding_bytes if embd_on_gpu and i == first
+                                                      else 0)
+        times.append(read / bw)
+    gpu_time = max(times, default=0.0) if plan.split_mode == "row" else sum(times)
+    cpu_read = host.weights_bytes - (host.embedding_bytes if embd_on_gpu else 0) + host.kv_bytes * frac
+    return 1.0 / (gpu_time + cpu_read / cpu_bandwidth)
+
+
+def gpu_bandwidths(snapshot: DeviceSnapshot) -> list[float] | None:
+    """Peak bandwidth of each GPU in bytes/s from NVML (memory clock × bus width), or None if unknown."""
+    bws = [g.peak_bandwidth_gb_s for g in snapshot.gpus]
+    return [b * 1e9 for b in bws if b] if bws and all(bws) else None
+
+
+def prompt_ceiling_tok_s(flops_per_s: float, n_params: float) -> float:
+    """Compute-bound prompt speed: FLOP/s ÷ (2 FLOPs per parameter per token)."""
+    return flops_per_s / (2.0 * n_params)
+
+
+# --- cost ------------------------------------------------------------------------------------------
+
+
+def cost_per_1k_tokens(price_per_hour: float, tok_s: float) -> float:
+    """$ per 1,000 tokens at ``tok_s`` on hardware rented at ``price_per_hour`` (all of it, all GPUs)."""
+    if tok_s <= 0:
+        raise ValueError("speed must be above 0 tok/s")
+    return price_per_hour / 3600.0 / tok_s * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCost:
+    prompt_per_1k: float | None
+    generated_per_1k: float | None
+
+    def line(self) -> str:
+        def fmt(x: float | None) -> str:
+            return "—" if x is None else f"${x:.5f}" if x < 0.01 else f"${x:.4f}"
+
+        return f"cost: {fmt(self.prompt_per_1k)} /1K prompt · {fmt(self.generated_per_1k)} /1K generated"
+
+
+def token_cost(price_per_hour: float, prompt_tok_s: float | None, gen_tok_s: float | None) -> TokenCost:
+    """From a reply's measured speeds (``ReplyStats.prompt_tok_s`` / ``gen_tok_s``)."""
+    return TokenCost(
+        cost_per_1k_tokens(price_per_hour, prompt_tok_s) if prompt_tok_s else None,
+        cost_per_1k_tokens(price_per_hour, gen_tok_s) if gen_tok_s else None,
+    )
+
+
+# --- CPU memory bandwidth ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuBandwidth:
+    bytes_per_s: float
+    threads: int
+    size_bytes: int
+    seconds: float
+    """How long the measurement took."""
+    machine: str
+    measured_at: float
+    cached: bool = False
+
+    @property
+    def gb_s(self) -> float:
+        return self.bytes_per_s / 1e9
+
+
+def machine_fingerprint() -> str:
+    """What the figure depends on: CPU model, core count, RAM size. A new machine measures again."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
+
+
+def measure_cpu_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5,
+                          threads: int | None = None) -> CpuBandwidth:
+    """Best of ``repeats`` copies of ``size_bytes`` split across threads (numpy's copy releases the
+    GIL), counted as STREAM counts a copy: bytes read + bytes written. About half a second."""
+    threads = threads or min(os.cpu_count() or 1, 4)
+    n = size_bytes // 8 // threads
+    src = [np.ones(n) for _ in range(threads)]
+    dst = [np.ones(n) for _ in range(threads)]  # touched now, so no page faults inside the timing
+    start = time.perf_counter()
+    best = 0.0
+    for _ in range(repeats):
+        barrier = threading.Barrier(threads + 1)
+
+        def work(i: int, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            np.copyto(dst[i], src[i])
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for w in workers:
+            w.start()
+        t0 = time.perf_counter()
+        barrier.wait()
+        for w in workers:
+            w.join()
+        best = max(best, 2 * n * 8 * threads / (time.perf_counter() - t0))
+    return CpuBandwidth(best, threads, n * 8 * threads, time.perf_counter() - start,
+                        machine_fingerprint(), time.time())
+
+
+def cpu_bandwidth(*, refresh: bool = False, path: Path | None = None) -> CpuBandwidth:
+    """The cached measurement for this machine, measuring (and caching) it the first time."""
+    path = path or cache_dir() / CACHE_FILE
+    machine = machine_fingerprint()
+    if not refresh:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("machine") == machine and data.get("bytes_per_s", 0) > 0:
+                return CpuBandwidth(**{**data, "cached": True})
+        except (OSError, ValueError, TypeError):
+            pass  # missing or from an older version: measure again
+    bw = measure_cpu_bandwidth()
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next run half a second
+        path.write_text(json.dumps({k: v for k, v in asdict(bw).items() if k != "cached"}),
+                        encoding="utf-8")
+    return bw
