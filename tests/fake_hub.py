@@ -245,17 +245,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        sent = body if drop is None else body[:drop]
+        with hub.lock:  # counted before sending: the client may read the stats as soon as it has the bytes
+            hub.stats[path] += len(sent)
+        self.wfile.write(sent)
         if drop is not None:
-            # Announce the full body, send part of it, then hang up: a dropped connection mid-file.
-            self.wfile.write(body[:drop])
+            # The full body was announced, part of it sent; hang up: a dropped connection mid-file.
             self.wfile.flush()
-            with hub.lock:
-                hub.stats[path] += min(drop, len(body))
             self.close_connection = True
-            return
-        self.wfile.write(body)
-        with hub.lock:
-            hub.stats[path] += len(body)
 
 
 def use_fake_hub(monkeypatch: Any, tmp_path: Any, hub: FakeHub, *, token: str | None = None) -> None:
