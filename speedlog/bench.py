@@ -101,6 +101,7 @@ def time_test(
     seed: int = 0,
     clock: Callable[[], int] = time.perf_counter_ns,
     progress: ProgressFn | None = None,
+    before_reps: Callable[[], None] | None = None,
 ) -> list[int]:
     """Nanoseconds of each repetition of one test (pp when ``n_gen == 0``, tg when ``n_prompt == 0``)."""
     if reps < 1 or n_prompt < 0 or n_gen < 0 or n_prompt + n_gen == 0:
@@ -112,6 +113,8 @@ def time_test(
             run_pp(target, n_prompt, rng)
         if n_gen:
             run_tg(target, 1, rng)
+    if before_reps is not None:
+        before_reps()
     samples: list[int] = []
     for i in range(reps):
         target.clear()
@@ -175,6 +178,12 @@ class BenchResult:
             "samples_ns": ns,
             "samples_ts": self.samples_ts,
         }
+        perf = r.llama_perf or {}
+        n_perf, t_perf = (perf.get("n_eval"), perf.get("t_eval_ms")) if r.n_gen else (
+            perf.get("n_p_eval"), perf.get("t_p_eval_ms"))
+        if n_perf and t_perf:
+            # Inside llama_decode only, over all repetitions: ours also counts the Python per call.
+            out["llama_perf_ts"] = n_perf * 1000.0 / t_perf
         if self.comparison is not None:
             out["history_avg_ts"] = self.comparison.history_mean
             out["history_runs"] = self.history_runs
@@ -254,8 +263,10 @@ def bench_model(
     Each test is appended to ``log`` (a ``SpeedLog``) as soon as it finishes and compared with
     ``history`` (earlier records).
     """
+    import llama_cpp
+
     from backends.base import LoadConfig
-    from backends.llama_cpp_backend import LlamaCppBackend
+    from backends.llama_cpp_backend import LlamaCppBackend, llama_perf
     from model_registry.errors import TokraceError
     from speedlog.record import make_bench_record
 
@@ -278,11 +289,15 @@ def bench_model(
                 if progress is not None:
                     progress(f"{model.name} {test}: {msg}")
 
-            samples = time_test(target, n_prompt, n_gen, reps, progress=report)
+            ctx = backend.llama._ctx.ctx
+            samples = time_test(target, n_prompt, n_gen, reps, progress=report,
+                                before_reps=lambda ctx=ctx: llama_cpp.llama_perf_context_reset(ctx))
             record = make_bench_record(
                 model, config, session_id, n_prompt=n_prompt, n_gen=n_gen, samples_ns=samples,
                 model_id=model_id,
             )
+            # llama.cpp's own counters over the timed repetitions: a cross-check of our clock.
+            record.llama_perf = llama_perf(ctx)
             if log is not None:
                 log.append(record)
             results.append(compare(record, history))

@@ -133,6 +133,10 @@ def test_bench_runs_a_real_model_through_the_backend(tiny_model: Path) -> None:
         assert r.record.n_threads == 1 and r.record.model_sha256
         assert r.record.build_commit  # read from the bundled llama.cpp
     assert [r.test for r in log.read(session_id="b1")] == ["pp32", "tg8"]
+    # llama.cpp's counters cover exactly the timed repetitions (the warm-up is excluded).
+    assert pp.record.llama_perf is not None and pp.record.llama_perf["n_p_eval"] == 2 * 32
+    assert tg.record.llama_perf is not None and tg.record.llama_perf["n_eval"] == 2 * 8
+    assert pp.to_json()["llama_perf_ts"] > 0 and tg.to_json()["llama_perf_ts"] > 0
 
 
 def test_bench_tg_counts_decodes_as_llama_perf_does(tiny_model: Path) -> None:
