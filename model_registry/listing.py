@@ -1,0 +1,36 @@
+"""Every model tokrace knows of, as rows for ``tokrace models list`` and the TUI's models screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Catalog entries (downloaded or not), other pulls, then other tools' GGUFs; one dict per model."""
+    from model_registry.catalog import load_catalog
+    from model_registry.discovery import discover
+    from model_registry.resolve import local_path
+    from model_registry.store import load_pulls
+
+    rows: list[dict[str, Any]] = []
+    catalog = load_catalog()
+    for e in catalog:
+        path = local_path(e)
+        size = path.stat().st_size if path else e.size
+        rows.append({"id": e.id, "source": e.source.kind, "where": e.where, "params": e.n_params,
+                     "quant": e.quant, "size": size, "downloaded": path is not None,
+                     "path": str(path) if path else None, "license": e.license, "origin": e.origin})
+    catalog_paths = {r["path"] for r in rows if r["path"]}
+    for key, pull in load_pulls().items():
+        if pull.model_id is None and pull.is_intact():
+            rows.append({"id": key, "source": "hf", "where": key, "params": None, "quant": None,
+                         "size": pull.size, "downloaded": True, "path": str(pull.path),
+                         "license": None, "origin": "pulled"})
+            catalog_paths.add(str(pull.path))
+    for found in discover():
+        if str(found.path) in catalog_paths:
+            continue
+        rows.append({"id": found.name, "source": found.source, "where": found.source, "params": None,
+                     "quant": None, "size": found.size, "downloaded": True, "path": str(found.path),
+                     "license": None, "origin": found.source})
+    return rows
