@@ -1,0 +1,139 @@
+"""The models screen: every model tokrace knows of, the memory plan of the highlighted one, and pulls
+with a progress bar (bytes, speed, ETA) that Esc cancels (the partial download stays for a resume).
+
+Enter on a downloaded model dismisses the screen with its id (or path); Enter on one not downloaded
+pulls it. The plan is read in a worker (a remote header for models not downloaded yet).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, ProgressBar, Static
+
+from backends.units import format_bytes, format_params
+from model_registry.errors import TokraceError
+
+
+class ModelsScreen(Screen[str | None]):
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("escape", "back", "Back / cancel pull"),
+        Binding("enter", "choose", "Use / pull", priority=True),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, rows_fn: Any = None) -> None:
+        super().__init__()
+        from model_registry.listing import list_models
+
+        self._rows_fn = rows_fn or list_models
+        self.rows: list[dict[str, Any]] = []
+        self.cancel: threading.Event | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield DataTable(id="models", cursor_type="row")
+            yield Static("", id="plan")
+            yield ProgressBar(id="pull-bar", show_eta=False)
+            yield Static("", id="pull-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "model", "params", "size", "source")
+        self.query_one(ProgressBar).display = False
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.rows = self._rows_fn()
+        for r in self.rows:
+            table.add_row("✓" if r["downloaded"] else " ", r["id"], format_params(r["params"]),
+                          format_bytes(r["size"]) if r["size"] else "?", r["where"], key=r["id"])
+
+    def _selected(self) -> dict[str, Any] | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        row = self._selected()
+        if row is not None:
+            self.query_one("#plan", Static).update(f"{row['id']}: reading metadata…")
+            self.show_plan(row["path"] or row["id"])
+
+    @work(exclusive=True, group="plan", thread=True)
+    def show_plan(self, ref: str) -> None:
+        from model_registry.memory_plan import fit_summary, plan_memory
+        from model_registry.model_info import model_info
+
+        try:
+            import psutil
+
+            info = model_info(ref).info
+            line = fit_summary(plan_memory(info), info, [], psutil.virtual_memory().available)
+            kv = info.kv_bytes_per_token()
+            text = f"{info.name or ref} · {info.quantization} · KV {kv:,} bytes/token\n{line}"
+        except TokraceError as err:
+            text = str(err)
+        self.app.call_from_thread(self.query_one("#plan", Static).update, text)
+
+    def action_choose(self) -> None:
+        row = self._selected()
+        if row is None or self.cancel is not None:
+            return
+        if row["downloaded"]:
+            # Catalog ids and hf: refs resolve by name; other tools' models by path.
+            self.dismiss(row["id"] if row["source"] in ("hf", "pypi", "file") else row["path"])
+        else:
+            self.cancel = threading.Event()
+            bar = self.query_one(ProgressBar)
+            bar.display = True
+            bar.update(total=None, progress=0)
+            self.pull(row["id"], self.cancel)
+
+    def action_back(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+        else:
+            self.dismiss(None)
+
+    @work(exclusive=True, group="pull", thread=True)
+    def pull(self, model_id: str, cancel: threading.Event) -> None:
+        from model_registry.resolve import resolve_model
+        from model_registry.transfer import TransferMeter
+
+        meter = TransferMeter()
+        shown = [0.0]
+
+        def progress(done: int, total: int, what: str) -> None:
+            status = meter.update(done, total, what)
+            # call_from_thread blocks until the UI ran it: a few updates a second, never per chunk.
+            if status.eta_s is None or meter.clock() - shown[0] > 0.2 or done >= total:
+                shown[0] = meter.clock()
+                self.app.call_from_thread(self._show_progress, status)
+
+        try:
+            resolve_model(model_id, progress, cancel=cancel)
+            message = f"{model_id} is ready"
+        except TokraceError as err:
+            message = str(err)
+        self.app.call_from_thread(self._pull_done, message)
+
+    def _show_progress(self, status: Any) -> None:
+        self.query_one(ProgressBar).update(total=status.total or None, progress=status.done)
+        self.query_one("#pull-status", Static).update(status.line())
+
+    def _pull_done(self, message: str) -> None:
+        self.cancel = None
+        self.query_one(ProgressBar).display = False
+        self.query_one("#pull-status", Static).update(message)
+        self.action_refresh()
