@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "cli.models_cmd",
     "cli.export_cmd",
     "cli.bench_cmd",
+    "cli.plan_cmd",
 ]
 
 

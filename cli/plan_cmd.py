@@ -1,0 +1,198 @@
+"""``tokrace plan``: which layers go on which GPU, how many GB each, and whether the model fits.
+
+Works without GPUs: ``--gpus 24,24`` simulates two 24 GB cards. An ``hf:`` model that is not downloaded
+is planned from its header alone (range reads of a few MiB), so a user learns whether a 70B fits before
+fetching 40 GB. Overrides (``--gpu-layers``, ``--tensor-split``, ``--split-mode``, ``--main-gpu``) are
+checked, and a split that cannot work is refused with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from cli import common
+from model_registry.errors import TokraceError
+
+if TYPE_CHECKING:
+    from backends.split_planner import GpuDevice, HeadBytes, SplitPlan
+    from model_registry.gguf_meta import GGUFInfo
+
+CUDA_ADVICE = (
+    "this llama.cpp build is CPU-only, so GPU settings are ignored; for an NVIDIA GPU reinstall it with "
+    "CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plan", help="plan GPU offload: which layers go where, and whether it fits",
+        description="Plan how a model splits over the GPUs (real, or simulated with --gpus) and the CPU.",
+    )
+    common.add_model_args(p)
+    p.add_argument("--ctx", type=common.positive_int, default=None,
+                   help="context size in tokens (default: 4096, or the model's if smaller)")
+    p.add_argument("--gpus", default=None, metavar="GB,GB",
+                   help="simulate empty GPUs of these sizes in GB as nvidia-smi counts them, e.g. 24,24")
+    common.add_gpu_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def gpu_offload_support() -> tuple[bool | None, str | None]:
+    """(``llama_supports_gpu_offload()``, advice): None when llama-cpp-python is not importable."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None, "llama-cpp-python is not installed, so nothing can run yet; pip install tokrace"
+    if bool(llama_cpp.llama_supports_gpu_offload()):
+        return True, None
+    return False, CUDA_ADVICE
+
+
+def parse_gpus(text: str) -> list[float]:
+    try:
+        sizes = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise TokraceError(
+            f"--gpus {text!r}: expected GPU sizes in GB separated by commas, e.g. 24,24"
+        ) from None
+    if not sizes:
+        raise TokraceError("--gpus needs at least one size in GB, e.g. --gpus 24")
+    return sizes
+
+
+def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
+    """The model's header, exact head sizes when the file is local, and where it came from. Never
+    downloads Hub weights: a Hub model not on disk is read remotely."""
+    from backends.split_planner import HeadBytes
+    from model_registry.gguf_meta import read_gguf_info
+    from model_registry.resolve import looks_like_path, resolve_model
+
+    def local(path: Any, source: str) -> tuple[GGUFInfo, HeadBytes | None, str]:
+        return read_gguf_info(path), HeadBytes.from_file(str(path)), source
+
+    text = (ref or "").strip()
+    if text and not text.startswith("hf:") and looks_like_path(text):
+        return local(text, text)
+    if text:
+        from model_registry.catalog import load_catalog
+        from model_registry.resolve import local_path
+        from model_registry.store import find_pull
+
+        if text.startswith("hf:"):
+            from model_registry.hub import parse_hf_ref
+
+            entry, on_disk = None, find_pull(str(parse_hf_ref(text)))
+        else:
+            entry = load_catalog().find(text)
+            on_disk = local_path(entry) if entry is not None else None
+        if on_disk is not None:
+            return local(getattr(on_disk, "path", on_disk), text)
+        if text.startswith("hf:") or (entry is not None and entry.hf_ref() is not None):
+            return _remote(text), None, f"{text} (header read remotely)"
+    resolved = resolve_model(ref or None)  # catalog (PyPI) or discovered models: small or already local
+    return local(resolved.path, resolved.model_id)
+
+
+def _remote(ref: str) -> GGUFInfo:
+    try:
+        from model_registry.remote_header import read_remote_gguf_info
+    except ImportError:
+        raise TokraceError(
+            f"planning {ref} needs the model registry's remote header reader, which this install lacks; "
+            "download the model first ('tokrace models pull') and plan the file"
+        ) from None
+    return read_remote_gguf_info(ref)
+
+
+def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list[GpuDevice], bool]:
+    import psutil
+
+    from backends.device_telemetry import detect_gpus
+    from backends.split_planner import gpus_from_samples, plan_split, simulated_gpus
+
+    info, head, source = load_model_info(args.model)
+    simulated = args.gpus is not None
+    gpus = simulated_gpus(parse_gpus(args.gpus)) if simulated else gpus_from_samples(detect_gpus())
+    plan = plan_split(
+        info, gpus, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers,
+        tensor_split=common.parse_tensor_split(args.tensor_split), split_mode=args.split_mode,
+        main_gpu=args.main_gpu, head=head,
+        # RAM of this machine says nothing about the one simulated GPUs stand for.
+        host_free_bytes=None if simulated else psutil.virtual_memory().available,
+    )
+    return plan, info, source, gpus, simulated
+
+
+def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
+    """The plan in words, for the CLI and the TUI."""
+    from backends.split_planner import GIB
+    from backends.units import format_bytes
+
+    def gb(n: float) -> str:
+        return f"{n / GIB:.2f} GB" if n >= GIB / 10 or n == 0 else format_bytes(n)
+
+    size = info.file_size or info.tensors_bytes
+    lines = [
+        f"{info.name or source}: {info.quantization}, {format_bytes(size)}, {plan.n_layers} layers · "
+        f"context {plan.n_ctx:,} · KV cache {format_bytes(plan.kv_bytes_per_token)}/token "
+        f"({gb(plan.kv_bytes_per_token * plan.n_ctx)} at full context)"
+    ]
+    for d in plan.per_device:
+        layers = _layer_words(d.layers, d.has_output, plan.split_mode)
+        lines.append(
+            f"GPU {d.index} {d.name}: {layers} · weights {gb(d.weights_bytes)} + KV {gb(d.kv_bytes)} + "
+            f"compute {gb(d.compute_bytes)} = {gb(d.planned_bytes)} of {gb(d.usable_bytes)} usable "
+            f"({gb(d.total_bytes)} total, {gb(d.free_bytes)} free)"
+        )
+    h = plan.host
+    cpu_what = _layer_words(h.layers, False, "layer") if h.layers else "input embedding only"
+    lines.append(f"CPU: {cpu_what} · {gb(h.planned_bytes)} in RAM"
+                 + (f" ({gb(h.free_bytes)} available)" if h.free_bytes is not None else ""))
+    total = plan.n_layers + 1
+    if not plan.per_device:
+        verdict = "fits in RAM" if plan.fits else "does NOT fit in RAM"
+        lines.append(f"no GPU: everything runs on the CPU, {verdict}")
+    elif plan.fits:
+        lines.append(f"fits: all {total}/{total} layers (the output head counted) on GPU")
+    else:
+        head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
+        lines.append(f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
+                     f"layers{head} stay on CPU")
+    if plan.per_device:
+        kw = plan.load_kwargs()
+        flags = f"--gpu-layers {kw['n_gpu_layers']} --split-mode {kw['split_mode']}"
+        if kw["tensor_split"]:
+            flags += " --tensor-split " + ",".join(f"{x:g}" for x in kw["tensor_split"])
+        flags += f" --main-gpu {kw['main_gpu']}"
+        lines.append(f"settings: {flags}")
+    return lines
+
+
+def _layer_words(layers: list[int], output: bool, mode: str) -> str:
+    from backends.split_planner import _ranges
+
+    if not layers and not output:
+        return "nothing"
+    share = " (a row share of each)" if mode == "row" else ""
+    text = f"layers {_ranges(layers)} ({len(layers)}){share}" if layers else ""
+    return text + (" + output head" if output and text else "output head" if output else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    plan, info, source, gpus, simulated = build_plan(args)
+    offload, advice = gpu_offload_support()
+    if args.json:
+        data = {"model": info.name or source, "source": source, **plan.to_dict(),
+                "gpus_simulated": simulated, "gpu_offload": offload, "advice": advice}
+        print(json.dumps(data, indent=2))
+        return 0
+    for line in describe_plan(plan, info, source):
+        print(line)
+    if not gpus and not simulated:
+        print("no NVIDIA GPU found (NVML): planned for the CPU; simulate GPUs with --gpus 24,24")
+    if advice and (gpus or offload is None):
+        print(f"note: {advice}")
+    return 0

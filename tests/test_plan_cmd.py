@@ -1,0 +1,133 @@
+"""``tokrace plan`` end to end: local files, hf: refs planned from the header alone, overrides, advice."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from fake_hub import FakeHub, use_fake_hub
+from nvml_tables import TWO_RTX_4090, FakeNvml, llama3_70b
+
+from cli import plan_cmd
+from cli.main import main
+
+REPO = "acme/Tiny-GGUF"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan as on a machine without NVML, whatever this one has."""
+    monkeypatch.setattr("backends.device_telemetry.load_nvml", lambda: None)
+
+
+def test_json_for_a_local_file(capsys, tiny_model: Path) -> None:
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--gpus", "24,24", "--json")
+    data = json.loads(out)
+    assert code == 0
+    # 2 layers + the output head = 3 "layers"; equal GPUs split them 2/1.
+    assert (data["n_layers"], data["n_gpu_layers"], data["fits"]) == (2, 3, True)
+    assert data["tensor_split"] == [2.0, 1.0] and data["split_mode"] == "layer" and data["main_gpu"] == 0
+    assert data["kv_bytes_per_token"] == 2 * 2 * 4 * 16 * 2  # K+V × layers × KV heads × head dim × f16
+    assert [d["total_gb"] for d in data["per_device"]] == [24.0, 24.0]
+    assert {"name", "total_gb", "planned_gb"} <= set(data["per_device"][0])
+    assert data["gpus_simulated"] is True and data["n_ctx"] == 2048  # the tiny model's own context
+    assert data["gpu_offload"] in (True, False, None)
+
+
+def test_text_for_a_cpu_machine(capsys, tiny_model: Path, no_gpus: None) -> None:
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model))
+    assert code == 0
+    assert "CPU: layers 0-1 (2)" in out and "no GPU: everything runs on the CPU, fits in RAM" in out
+    assert "simulate GPUs with --gpus 24,24" in out
+    assert "GPU 0" not in out
+
+
+def test_detected_gpus_are_planned(capsys, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("backends.device_telemetry.load_nvml", lambda: FakeNvml(TWO_RTX_4090()))
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["gpus_simulated"] is False
+    assert [d["name"] for d in data["per_device"]] == ["NVIDIA GeForce RTX 4090"] * 2
+    assert data["per_device"][0]["free_gb"] == round((24564 - 20_100) / 1024, 2)  # real free VRAM
+
+
+def test_hf_ref_is_planned_from_the_remote_header(capsys, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path, tiny_model: Path) -> None:
+    with FakeHub() as hub:
+        use_fake_hub(monkeypatch, tmp_path, hub)
+        hub.add_repo(REPO, {"tiny-Q4_K_M.gguf": tiny_model.read_bytes()})
+        code, out, _ = run(capsys, "plan", "-m", f"hf:{REPO}:Q4_K_M", "--gpus", "8", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["source"].endswith("(header read remotely)")
+    assert data["n_gpu_layers"] == 3 and data["fits"]
+    assert not list(Path(tmp_path).rglob("tiny-Q4_K_M.gguf"))  # nothing downloaded
+
+
+def test_70b_on_two_4090s_by_header(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hand-computed plan of tests/test_split_planner.py, through the command.
+    monkeypatch.setattr("model_registry.remote_header.read_remote_gguf_info", lambda ref: llama3_70b())
+    code, out, _ = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--ctx", "8192",
+                       "--gpus", "24,24", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert (data["n_gpu_layers"], data["tensor_split"], data["fits"]) == (81, [41.0, 40.0], True)
+    assert [d["planned_gb"] for d in data["per_device"]] == [21.89, 21.61]
+    assert [d["layers"] for d in data["per_device"]] == ["0-40", "41-79"]
+    assert data["kv_bytes_per_token"] == 327_680
+    code, out, _ = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--ctx", "8192",
+                       "--gpus", "24")
+    assert code == 0
+    assert "does not fit: 44/81 layers on GPU, 36 repeating layers and the output head stay on CPU" in out
+    assert "GPU 0 simulated 24 GB: layers 36-79 (44)" in out
+
+
+def test_hf_without_the_registry_says_so_in_one_line(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "model_registry.remote_header", None)  # import fails
+    code, _, err = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--gpus", "24")
+    assert code == 2 and "needs the model registry's remote header reader" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--gpus", "24,24", "--tensor-split", "1,1,1"], "has 3 entries but there are 2 GPUs"),
+        (["--gpus", "24,24", "--tensor-split", "0,0"], "--tensor-split '0,0'"),
+        (["--gpus", "24,24", "--main-gpu", "5"], "--main-gpu 5 does not exist"),
+        (["--gpus", "24,x"], "--gpus '24,x': expected GPU sizes in GB"),
+        (["--gpus", "24", "--ctx", "4096"], "larger than the model's 2048-token context"),
+        (["--gpus", "0.0001", "--gpu-layers", "3"], "--gpu-layers 3 does not fit"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tiny_model: Path, argv: list[str], message: str) -> None:
+    code, out, err = run(capsys, "plan", "-m", str(tiny_model), *argv)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_gpu_offload_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_build = types.SimpleNamespace(llama_supports_gpu_offload=lambda: False)
+    monkeypatch.setitem(sys.modules, "llama_cpp", cpu_build)
+    ok, advice = plan_cmd.gpu_offload_support()
+    assert ok is False and advice is not None and 'CMAKE_ARGS="-DGGML_CUDA=on"' in advice
+    assert "\n" not in advice
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(llama_supports_gpu_offload=lambda: 1))
+    assert plan_cmd.gpu_offload_support() == (True, None)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    assert plan_cmd.gpu_offload_support()[0] is None
+
+
+def test_cpu_build_advice_is_printed_with_gpus(capsys, tiny_model: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(llama_supports_gpu_offload=lambda: 0))
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--gpus", "24")
+    assert code == 0 and out.count('CMAKE_ARGS="-DGGML_CUDA=on"') == 1
+    assert "settings: --gpu-layers 3 --split-mode layer --main-gpu 0" in out
