@@ -2,10 +2,12 @@
 
 No Textual import here (the TUI's sessions screen lives in ``tui/screens``). Typical use::
 
-    from speedlog import SpeedLog, make_record, new_session_id
-    log = SpeedLog.open()
-    log.append(make_record(stats, model, config, session_id, "chat"))
-    records = log.read(session_id=...)
+    from speedlog import SessionRecorder, SpeedLog
+    recorder = SessionRecorder(model, config, kind="chat")   # after the backend loaded the model
+    recorder.record(meter.stats)                              # on GenerationFinished
+    records = SpeedLog.open().read(session_id=recorder.session_id)
+
+(``make_record`` + ``SpeedLog.append`` are the lower-level pair ``SessionRecorder`` uses.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from speedlog.record import (
     make_record,
     new_session_id,
 )
+from speedlog.recorder import SessionRecorder
 from speedlog.store import SessionSummary, SpeedLog, SpeedLogWarning, default_log_path
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Kind",
     "ReplyRecord",
+    "SessionRecorder",
     "SessionSummary",
     "SpeedLog",
     "SpeedLogWarning",

@@ -100,3 +100,23 @@ def test_session_ids_sort_by_time_and_differ() -> None:
 def test_sample_records_cover_every_kind() -> None:
     kinds = {r.kind for r in sample_records()}
     assert kinds == {"chat", "race", "bench"}
+
+
+def test_session_recorder_appends_each_reply_under_one_session(tmp_path: Path) -> None:
+    from speedlog import SpeedLog
+    from speedlog.recorder import SessionRecorder
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF")
+    model = loaded_model(path=str(f))
+    rec = SessionRecorder(model, LoadConfig(path=str(f)), kind="race", lane="B", model_id="cat:q4")
+    first = rec.record(fake_stats(3, 0.125))
+    rec.record(fake_stats(4, 0.125), peak_vram_bytes=7)
+    old = rec.session_id
+    assert rec.new_session() != old
+    rec.record(fake_stats(2, 0.125))
+    rows = SpeedLog.open().read()
+    assert [r.session_id for r in rows] == [old, old, rec.session_id]
+    assert rows[0] == first and rows[0].lane == "B" and rows[0].model_id == "cat:q4"
+    assert rows[1].peak_vram_bytes == 7 and rows[1].n_gen == 4
+    assert rows[0].model_sha256 == hashlib.sha256(b"GGUF").hexdigest()
