@@ -161,12 +161,8 @@ class SplitPlan:
     def load_kwargs(self) -> dict[str, Any]:
         """Fields for ``backends.base.LoadConfig``."""
         multi = len(self.per_device) > 1 and self.split_mode != "none"
-        return {
-            "n_gpu_layers": self.n_gpu_layers,
-            "split_mode": self.split_mode,
-            "tensor_split": list(self.tensor_split) if multi else None,
-            "main_gpu": self.main_gpu,
-        }
+        return {"n_gpu_layers": self.n_gpu_layers, "split_mode": self.split_mode,
+                "tensor_split": list(self.tensor_split) if multi else None, "main_gpu": self.main_gpu}
 
     def to_dict(self) -> dict[str, Any]:
         def gb(n: int) -> float:
@@ -181,16 +177,16 @@ class SplitPlan:
                 {"index": d.index, "name": d.name, "total_gb": gb(d.total_bytes),
                  "free_gb": gb(d.free_bytes), "planned_gb": gb(d.planned_bytes),
                  "weights_gb": gb(d.weights_bytes), "kv_gb": gb(d.kv_bytes),
-                 "compute_gb": gb(d.compute_bytes), "layers": _ranges(d.layers),
+                 "compute_gb": gb(d.compute_bytes), "layers": layer_ranges(d.layers),
                  "output_head": d.has_output, "fits": d.fits}
                 for d in self.per_device
             ],
             "cpu": {"planned_gb": gb(self.host.planned_bytes), "weights_gb": gb(self.host.weights_bytes),
-                    "kv_gb": gb(self.host.kv_bytes), "layers": _ranges(self.host.layers)},
+                    "kv_gb": gb(self.host.kv_bytes), "layers": layer_ranges(self.host.layers)},
         }
 
 
-def _ranges(layers: Sequence[int]) -> str:
+def layer_ranges(layers: Sequence[int]) -> str:
     """[0, 1, 2, 5] → "0-2,5"."""
     step = count()
     runs = [list(g) for _, g in groupby(layers, key=lambda i: i - next(step))]

@@ -172,12 +172,12 @@ def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
 
 
 def _layer_words(layers: list[int], output: bool, mode: str) -> str:
-    from backends.split_planner import _ranges
+    from backends.split_planner import layer_ranges
 
     if not layers and not output:
         return "nothing"
     share = " (a row share of each)" if mode == "row" else ""
-    text = f"layers {_ranges(layers)} ({len(layers)}){share}" if layers else ""
+    text = f"layers {layer_ranges(layers)} ({len(layers)}){share}" if layers else ""
     return text + (" + output head" if output and text else "output head" if output else "")
 
 
