@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -74,6 +75,9 @@ class LlamaCppBackend(Backend):
         self.info: GGUFInfo | None = None
         self._format: PromptFormat | None = None
         self._cancel: CancelToken | None = None
+        # One generation at a time per instance: a cancelled reply still winding down on its thread
+        # must finish before the next starts (llama.cpp contexts are not thread-safe).
+        self._busy = threading.Lock()
         self._piece_buf = ctypes.create_string_buffer(256)
         # Keep a reference: llama.cpp holds only the raw function pointer.
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
@@ -234,6 +238,12 @@ class LlamaCppBackend(Backend):
         stops: Sequence[str] = (),
     ) -> Iterator[StreamEvent]:
         """Generate from raw prompt text (no chat template); ``stream_chat`` formats then calls this."""
+        with self._busy:
+            yield from self._generate(prompt, params, cancel, stops)
+
+    def _generate(
+        self, prompt: str, params: GenerationParams, cancel: CancelToken | None, stops: Sequence[str]
+    ) -> Iterator[StreamEvent]:
         llama = self.llama
         model = self.model
         self._cancel = cancel = cancel or CancelToken()

@@ -1,0 +1,1 @@
+"""The chat screen: message list, prompt input, telemetry panel."""

@@ -1,0 +1,171 @@
+"""The chat screen: type a prompt, watch the reply stream and its speed live."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
+from backends.events import GenerationFinished
+from backends.meter import ReplyStats, SpeedMeter
+from backends.units import format_bytes, format_params
+from tui.chat.messages import AssistantMessage, UserMessage
+from tui.streaming import stream_chat_reply
+from tui.widgets.telemetry_panel import TelemetryPanel
+
+TELEMETRY_HZ = 4
+
+
+class ReplyFinished(Message):
+    """A reply ended (finished, stopped or failed); the app records it in the speed log."""
+
+    def __init__(self, stats: ReplyStats, model: LoadedModel, finished: GenerationFinished) -> None:
+        super().__init__()
+        self.stats = stats
+        self.model = model
+        self.finished = finished
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "stop_reply", "Stop", id="chat.stop"),
+        Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+    ]
+    DEFAULT_CSS = """
+    ChatScreen #body { height: 1fr; }
+    ChatScreen #conversation { width: 1fr; }
+    ChatScreen #messages { height: 1fr; padding: 0 1; }
+    ChatScreen #status { height: auto; padding: 0 1; color: $text-muted; }
+    ChatScreen #prompt { margin: 0 1; }
+    """
+
+    def __init__(self, params: GenerationParams) -> None:
+        super().__init__()
+        self.params = params
+        self.backend: Backend | None = None
+        self.history: list[ChatMessage] = []
+        self.meter: SpeedMeter | None = None
+        self._cancel: CancelToken | None = None
+        self._ready = False
+        self._status = "loading model…"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="conversation"):
+                yield VerticalScroll(id="messages")
+                yield Static(self._status, id="status", markup=False)
+                yield Input(placeholder="Loading model…", id="prompt", disabled=True)
+            yield TelemetryPanel(id="telemetry")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / TELEMETRY_HZ, self.refresh_telemetry)
+        # The model may have been handed over before this screen was composed.
+        self._ready = True
+        self.set_status(self._status)
+        if self.backend is not None:
+            self._show_backend(self.backend)
+
+    # -- model ------------------------------------------------------------------------------------
+    def set_status(self, text: str) -> None:
+        self._status = text
+        if self._ready:
+            self.query_one("#status", Static).update(text)
+
+    def attach_backend(self, backend: Backend) -> None:
+        """The model is loaded: enable the prompt (now, or once this screen is mounted)."""
+        self.backend = backend
+        if self._ready:
+            self._show_backend(backend)
+
+    def _show_backend(self, backend: Backend) -> None:
+        m = backend.model
+        self.call_after_refresh(self._set_titles, m)
+        build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
+        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{build}")
+        prompt = self.query_one("#prompt", Input)
+        prompt.disabled = False
+        prompt.placeholder = "Message (Enter sends, Esc stops, Ctrl+N new chat)"
+        prompt.focus()
+
+    def _set_titles(self, m: LoadedModel) -> None:
+        # After a refresh: the Header's own children must exist before its title watchers fire.
+        self.app.title = m.name
+        self.app.sub_title = (
+            f"{m.quantization} · {format_bytes(m.size_bytes)} · {format_params(m.n_params)} params"
+            f" · {m.architecture}"
+        )
+
+    @property
+    def generating(self) -> bool:
+        return self._cancel is not None
+
+    # -- actions ----------------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        if not text or self.backend is None:
+            return
+        if self.generating:
+            self.notify("A reply is still streaming: wait for it or press Esc.", severity="warning")
+            return
+        event.input.value = ""
+        self.send(text)
+
+    def send(self, text: str) -> None:
+        messages = self.query_one("#messages", VerticalScroll)
+        reply = AssistantMessage()
+        messages.mount(UserMessage(text), reply)
+        messages.anchor()
+        self.history.append(ChatMessage("user", text))
+        self.meter = SpeedMeter()
+        self._cancel = CancelToken()
+        self.generate(reply, self.meter, self._cancel)
+
+    @work(exclusive=True, group="generate")
+    async def generate(self, reply: AssistantMessage, meter: SpeedMeter, cancel: CancelToken) -> None:
+        assert self.backend is not None
+        backend = self.backend
+        try:
+            finished = await stream_chat_reply(
+                backend, self.history, self.params, reply.markdown, meter, cancel
+            )
+        finally:
+            if self._cancel is cancel:
+                self._cancel = None
+        if finished.text:
+            self.history.append(ChatMessage("assistant", finished.text))
+        state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
+        summary = meter.stats.summary_line()
+        if finished.error:
+            summary += f" · {finished.error}"
+        reply.set_summary(summary, state=state, notice=finished.notice)
+        self.refresh_telemetry()
+        self.post_message(ReplyFinished(meter.stats, backend.model, finished))
+
+    def action_stop_reply(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def action_new_chat(self) -> None:
+        self.action_stop_reply()
+        self.workers.cancel_group(self, "generate")
+        self._cancel = None
+        self.history.clear()
+        self.meter = None
+        # No backend.reset(): the generating thread may still be winding down, and the next prompt's
+        # prefix match drops whatever KV cache no longer applies anyway.
+        self.query_one("#messages", VerticalScroll).remove_children()
+        self.query_one("#prompt", Input).focus()
+
+    # -- telemetry --------------------------------------------------------------------------------
+    def refresh_telemetry(self) -> None:
+        sampler = getattr(self.app, "sampler", None)
+        device = sampler.latest() if sampler is not None else None
+        self.query_one(TelemetryPanel).show(self.meter, device)
