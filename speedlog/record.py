@@ -71,6 +71,8 @@ class ReplyRecord:
     draft_model: str | None = None
     draft_k: int | None = None
     build_commit: str | None = None
+    system_info: str = ""
+    """llama.cpp's ``llama_print_system_info`` (which CPU features the build uses: AVX2, AVX512…)."""
     cpu_info: str = ""
     gpu_info: list[str] = field(default_factory=list)
     gpu_driver: str | None = None
@@ -182,6 +184,7 @@ def _model_fields(
         "main_gpu": config.main_gpu,
         "gpu_offload": model.gpu_offload,
         "build_commit": hardware.build_commit,
+        "system_info": hardware.system_info,
         "cpu_info": hardware.cpu_model,
         "gpu_info": list(hardware.gpu_names),
         "gpu_driver": hardware.gpu_driver,
