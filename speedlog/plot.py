@@ -91,7 +91,7 @@ def _panel(y0: int, title: str, x_label: str, x_max: float, y_max: float,
     for i in range(5):
         yv = y_max * i / 4
         out.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" font-size="10" text-anchor="end">'
-                   f'{yv:.0f}</text>')
+                   f'{yv:.3g}</text>')
         out.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{left + plot_w}" y2="{sy(yv):.1f}" '
                    'stroke="#ddd"/>')
         xv = x_max * i / 4
@@ -101,6 +101,10 @@ def _panel(y0: int, title: str, x_label: str, x_max: float, y_max: float,
                f'text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="14" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
                f'transform="rotate(-90 14 {top + plot_h / 2})">tok/s</text>')
+    if not any(points for points, _, _ in lines):
+        out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" font-size="12" '
+                   'text-anchor="middle" fill="#666">no data (bench tests and replies logged without '
+                   'per-token times have none)</text>')
     for points, color, label in lines:
         if not points:
             continue

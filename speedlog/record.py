@@ -119,7 +119,7 @@ class ReplyRecord:
             if len(set(names)) == 1 and len(names) > 1:
                 return f"{len(names)} × {names[0]}"
             return " + ".join(names)
-        return f"{self.cpu_info or 'CPU'}, {self.n_threads} threads"
+        return f"{self.cpu_info or 'CPU'}, {self.n_threads} thread{'' if self.n_threads == 1 else 's'}"
 
     def rates(self) -> list[float]:
         """Generation tok/s samples: each bench tg repetition, or this reply's rate."""
