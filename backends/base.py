@@ -75,7 +75,7 @@ class LoadedModel:
 
     @property
     def size_label(self) -> str:
-        from backends.units import format_bytes
+        from model_registry.units import format_bytes
 
         return format_bytes(self.size_bytes)
 

@@ -62,13 +62,19 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterat
 
 
 def run(args: argparse.Namespace) -> int:
+    from backends.device_telemetry import detect_gpus
     from backends.llama_cpp_backend import LlamaCppBackend
+    from backends.placement import place
     from model_registry.resolve import resolve_model
+    from speedlog import SessionRecorder
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     resolved = resolve_model(args.model, progress=common.StderrProgress())
-    backend = LlamaCppBackend(common.load_config(args, resolved))
+    config = common.load_config(args, resolved)
+    place(config, detect_gpus(), common.placement_request(args))
+    backend = LlamaCppBackend(config)
     model = backend.load()
+    recorder = SessionRecorder(model, config, kind="chat", model_id=resolved.model_id)
     messages = [ChatMessage("system", args.system)] if args.system else []
     messages.append(ChatMessage("user", prompt))
     meter = SpeedMeter()
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     backend.unload()
     assert finished is not None  # stream_chat always ends with GenerationFinished
     stats = meter.stats
+    recorder.record(stats)
     if args.json:
         print(json.dumps(reply_json(stats, model, finished.text), ensure_ascii=False))
     else:

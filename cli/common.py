@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from backends.base import GenerationParams, LoadConfig
-from backends.units import format_bytes
+from backends.placement import PlacementRequest
 from model_registry.errors import TokraceError
 from model_registry.resolve import ResolvedModel
+from model_registry.units import format_bytes
 
 _GEN_DEFAULTS = GenerationParams()
 
@@ -48,7 +49,8 @@ def add_generation_args(parser: argparse.ArgumentParser, *, defaults_only: bool 
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads (default: all cores)")
-    g.add_argument("--ctx", type=positive_int, default=LoadConfig.n_ctx, help="context size in tokens")
+    g.add_argument("--ctx", type=positive_int, default=None,
+                   help="context size in tokens (default: 4096, or the model's own if smaller)")
 
 
 def add_gpu_args(parser: argparse.ArgumentParser) -> None:
@@ -82,18 +84,21 @@ def parse_tensor_split(text: str | None) -> list[float] | None:
 
 
 def load_config(args: argparse.Namespace, model: ResolvedModel) -> LoadConfig:
-    """A ``LoadConfig`` from the shared flags (those a subcommand lacks keep their defaults)."""
+    """A ``LoadConfig`` from the shared flags; GPU placement is filled in by ``placement.place``."""
     config = LoadConfig(path=str(model.path), name=model.model_id, chat_template=model.chat_template)
-    config.n_ctx = getattr(args, "ctx", None) or config.n_ctx
     config.n_threads = getattr(args, "threads", None)
-    if getattr(args, "gpu_layers", None) is not None:
-        config.n_gpu_layers = args.gpu_layers
-    if getattr(args, "split_mode", None):
-        config.split_mode = args.split_mode
-    if getattr(args, "main_gpu", None) is not None:
-        config.main_gpu = args.main_gpu
-    config.tensor_split = parse_tensor_split(getattr(args, "tensor_split", None))
     return config
+
+
+def placement_request(args: argparse.Namespace) -> PlacementRequest:
+    """The user's context and GPU overrides (``None`` where the planner should choose)."""
+    return PlacementRequest(
+        n_ctx=getattr(args, "ctx", None),
+        n_gpu_layers=getattr(args, "gpu_layers", None),
+        tensor_split=parse_tensor_split(getattr(args, "tensor_split", None)),
+        split_mode=getattr(args, "split_mode", None),
+        main_gpu=getattr(args, "main_gpu", None),
+    )
 
 
 class StderrProgress:

@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any
 
-from backends.units import format_bytes, format_params
 from model_registry.errors import TokraceError
+from model_registry.units import format_bytes, format_params
 
 _MODELS_HELP = "download, list, inspect and delete models"
 

@@ -129,7 +129,7 @@ def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list
 def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
     """The plan in words, for the CLI and the TUI."""
     from backends.split_planner import GIB
-    from backends.units import format_bytes
+    from model_registry.units import format_bytes
 
     def gb(n: float) -> str:
         return f"{n / GIB:.2f} GB" if n >= GIB / 10 or n == 0 else format_bytes(n)

@@ -229,7 +229,7 @@ def regression_message(result: BenchResult) -> str | None:
 
 def markdown_table(results: Sequence[BenchResult]) -> str:
     """llama-bench's default table: model | size | params | backend | threads | test | t/s."""
-    from backends.units import format_bytes, format_params
+    from model_registry.units import format_bytes, format_params
 
     lines = [
         "| model | size | params | backend | threads | test | t/s |",

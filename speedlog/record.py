@@ -155,7 +155,7 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 def model_type(architecture: str, n_params: int | None, quantization: str) -> str:
     """llama-bench's ``model_type`` shape: ``llama 135M Q4_1``."""
-    from backends.units import format_params
+    from model_registry.units import format_params
 
     return f"{architecture} {format_params(n_params)} {quantization}".strip()
 

@@ -44,8 +44,7 @@ async def send(pilot: Pilot, text: str) -> None:
 async def test_prompt_streams_reply_with_summary_and_telemetry(tiny_model: Path) -> None:
     app = RecordingApp(model_ref=str(tiny_model), params=GenerationParams(max_tokens=40, temperature=0))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: app.backend is not None)
-        assert app.title == "tiny.gguf"
+        await wait_for(pilot, lambda: app.title == "tiny.gguf")
         assert "F32" in app.sub_title
         await send(pilot, "hello")
         await wait_for(pilot, lambda: bool(app.finished))
@@ -68,7 +67,8 @@ async def test_escape_stops_the_reply_and_keeps_the_partial(tiny_model: Path) ->
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: app.backend is not None)
         await send(pilot, "go on forever")
-        await wait_for(pilot, lambda: app.chat.meter is not None and app.chat.meter.stats.completion_tokens > 10)
+        await wait_for(pilot, lambda: app.chat.meter is not None
+                       and app.chat.meter.stats.completion_tokens > 10)
         await pilot.pause(0.3)  # at least one telemetry tick while streaming
         figures = str(app.screen.query_one("#figures", Static).render())
         assert re.search(r"tokens    [1-9]\d*", figures), figures
@@ -104,7 +104,8 @@ async def test_bad_model_file_shows_dismissible_error(tmp_path: Path) -> None:
     bad.write_text("not a model")
     app = RecordingApp(model_ref=str(bad))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and app.screen.query("#error-message"))
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal)
+                       and bool(app.screen.query("#error-message")))
         message = str(app.screen.query_one("#error-message", Static).render())
         assert "not a GGUF model file" in message
         await pilot.press("escape")
@@ -154,6 +155,7 @@ def test_chat_screen_snapshot(snap_compare) -> None:
         await pilot.pause(0.1)
         await send(pilot, "Why is the sky blue?")
         await wait_for(pilot, lambda: not app.chat.generating and app.chat.meter is not None)
+        app.chat.query_one("#prompt", Input).cursor_blink = False  # a blinking cursor is not stable
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(110, 32), run_before=run_before)

@@ -14,16 +14,22 @@ from textual.screen import Screen
 
 from backends.base import Backend, GenerationParams, LoadConfig
 from backends.device_telemetry import DeviceSampler
-from backends.units import format_bytes
+from backends.placement import PlacementRequest
+from backends.split_planner import SplitPlan
 from model_registry.errors import TokraceError
+from model_registry.units import format_bytes
 from tui.chat.screen import ChatScreen, ReplyFinished
 from tui.widgets.error_modal import ErrorModal
 
 
 class ModelLoaded(Message):
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, recorder: object | None = None, plan: SplitPlan | None = None,
+                 cpu_bandwidth: float | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.recorder = recorder
+        self.plan = plan
+        self.cpu_bandwidth = cpu_bandwidth
 
 
 class ModelLoadFailed(Message):
@@ -46,13 +52,18 @@ class LoadProgress(Message):
 class TokraceApp(App[None]):
     TITLE = "tokrace"
     CSS_PATH = Path(__file__).parent / "tokrace.tcss"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("ctrl+o", "open_models", "Models", id="app.models"),
+        Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions"),
+    ]
 
     def __init__(
         self,
         *,
         model_ref: str | None = None,
         configure: LoadConfig | None = None,
+        request: PlacementRequest | None = None,
         params: GenerationParams | None = None,
         backend: Backend | None = None,
         sampler: DeviceSampler | None = None,
@@ -62,6 +73,10 @@ class TokraceApp(App[None]):
         super().__init__()
         self.model_ref = model_ref
         self.configure = configure
+        self.request = request or PlacementRequest()
+        self.recorder: object | None = None
+        self.plan: SplitPlan | None = None
+        self.cpu_bandwidth: float | None = None
         self.params = params or GenerationParams()
         self.backend = backend
         self.sampler = sampler if sampler is not None else DeviceSampler()
@@ -87,7 +102,10 @@ class TokraceApp(App[None]):
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
         from backends.llama_cpp_backend import LlamaCppBackend
+        from backends.placement import place
+        from backends.roofline import cpu_bandwidth
         from model_registry.resolve import resolve_model
+        from speedlog import SessionRecorder
 
         def progress(done: int, total: int, what: str) -> None:
             pct = f" {100 * done / total:.0f}%" if total else ""
@@ -96,22 +114,30 @@ class TokraceApp(App[None]):
         try:
             resolved = resolve_model(self.model_ref, progress=progress)
             self.post_message(LoadProgress(f"loading {resolved.path.name}…"))
-            config = self.configure or LoadConfig(path="")
-            config.path = str(resolved.path)
-            config.name = config.name or resolved.model_id
-            config.chat_template = config.chat_template or resolved.chat_template
+            config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
+                                chat_template=resolved.chat_template)
+            if self.configure is not None:
+                config.n_threads = self.configure.n_threads
+            plan = place(config, self.sampler.latest().gpus, self.request)
             backend = LlamaCppBackend(config)
             backend.load()
+            recorder = SessionRecorder(backend.model, config, kind="chat", model_id=resolved.model_id)
+            # Measured once per machine (~0.3 s), then cached: the CPU side of the roofline.
+            bandwidth = cpu_bandwidth().bytes_per_s
         except TokraceError as err:
             self.post_message(ModelLoadFailed(str(err)))
             return
-        self.post_message(ModelLoaded(backend))
+        self.post_message(ModelLoaded(backend, recorder, plan, bandwidth))
 
     def on_load_progress(self, message: LoadProgress) -> None:
         self.chat.set_status(message.text)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        old = self.backend
+        self.recorder, self.plan, self.cpu_bandwidth = message.recorder, message.plan, message.cpu_bandwidth
         self._attach(message.backend)
+        if old is not None and old is not message.backend:
+            old.unload()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         self.chat.set_status("no model loaded: restart with --model PATH.gguf or a catalog id")
@@ -123,12 +149,49 @@ class TokraceApp(App[None]):
 
     # -- replies ----------------------------------------------------------------------------------
     def on_reply_finished(self, message: ReplyFinished) -> None:
-        """Hook for the speed log (the record is written the moment a reply ends)."""
+        """Write the reply to the speed log the moment it ends (on a thread: fsync, maybe a sha256)."""
+        if self.recorder is not None:
+            self.record_reply(message)
+
+    @work(thread=True, group="record")
+    def record_reply(self, message: ReplyFinished) -> None:
+        window = message.window
+        try:
+            self.recorder.record(  # type: ignore[attr-defined]
+                message.stats,
+                peak_vram_bytes=window.peak_vram_bytes if window else None,
+                energy_j=window.energy_j if window else None,
+            )
+        except TokraceError as err:
+            self.call_from_thread(self.notify, f"speed log not written: {err}", severity="error")
+
+    def action_open_sessions(self) -> None:
+        from tui.screens.sessions_screen import SessionsScreen
+
+        self.push_screen(SessionsScreen())
+
+    def action_open_models(self) -> None:
+        from tui.screens.models_screen import ModelsScreen
+
+        def chosen(ref: str | None) -> None:
+            if ref is None:
+                return
+            if self.chat.generating:
+                self.notify("Stop the reply (Esc) before switching models.", severity="warning")
+                return
+            self.model_ref = ref
+            self.chat.set_status(f"loading {ref}…")
+            self.load_model()
+
+        self.push_screen(ModelsScreen(), callback=chosen)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
         yield SystemCommand("Stop reply", "Stop the streaming reply (Esc)", self.chat.action_stop_reply)
+        yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
+        yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
+                            self.action_open_sessions)
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -137,7 +200,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     # Flag overrides only; the path is filled in once the model is resolved in the background.
     configure = common.load_config(args, ResolvedModel(path=Path(""), model_id=""))
-    configure.name = None
-    app = TokraceApp(model_ref=args.model, configure=configure, params=common.generation_params(args))
+    app = TokraceApp(model_ref=args.model, configure=configure, request=common.placement_request(args),
+                     params=common.generation_params(args))
     app.run()
     return 0

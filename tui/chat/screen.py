@@ -11,9 +11,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
+from backends.device_telemetry import DeviceSnapshot, WindowStats
 from backends.events import GenerationFinished
 from backends.meter import ReplyStats, SpeedMeter
-from backends.units import format_bytes, format_params
+from backends.placement import ceiling_tok_s
+from backends.roofline import efficiency_line, gpu_bandwidths
+from model_registry.units import format_bytes, format_params
 from tui.chat.messages import AssistantMessage, UserMessage
 from tui.streaming import stream_chat_reply
 from tui.widgets.telemetry_panel import TelemetryPanel
@@ -24,11 +27,14 @@ TELEMETRY_HZ = 4
 class ReplyFinished(Message):
     """A reply ended (finished, stopped or failed); the app records it in the speed log."""
 
-    def __init__(self, stats: ReplyStats, model: LoadedModel, finished: GenerationFinished) -> None:
+    def __init__(self, stats: ReplyStats, model: LoadedModel, finished: GenerationFinished,
+                 window: WindowStats | None = None) -> None:
         super().__init__()
         self.stats = stats
         self.model = model
         self.finished = finished
+        self.window = window
+        """Peak memory and energy while the reply ran (device telemetry), when measured."""
 
 
 class ChatScreen(Screen[None]):
@@ -132,6 +138,8 @@ class ChatScreen(Screen[None]):
     async def generate(self, reply: AssistantMessage, meter: SpeedMeter, cancel: CancelToken) -> None:
         assert self.backend is not None
         backend = self.backend
+        sampler = getattr(self.app, "sampler", None)
+        window_id = sampler.begin_window() if hasattr(sampler, "begin_window") else None
         try:
             finished = await stream_chat_reply(
                 backend, self.history, self.params, reply.markdown, meter, cancel
@@ -147,7 +155,8 @@ class ChatScreen(Screen[None]):
             summary += f" · {finished.error}"
         reply.set_summary(summary, state=state, notice=finished.notice)
         self.refresh_telemetry()
-        self.post_message(ReplyFinished(meter.stats, backend.model, finished))
+        window = sampler.end_window(window_id) if window_id is not None else None
+        self.post_message(ReplyFinished(meter.stats, backend.model, finished, window))
 
     def action_stop_reply(self) -> None:
         if self._cancel is not None:
@@ -162,10 +171,26 @@ class ChatScreen(Screen[None]):
         # No backend.reset(): the generating thread may still be winding down, and the next prompt's
         # prefix match drops whatever KV cache no longer applies anyway.
         self.query_one("#messages", VerticalScroll).remove_children()
+        recorder = getattr(self.app, "recorder", None)
+        if recorder is not None:
+            recorder.new_session()
         self.query_one("#prompt", Input).focus()
 
     # -- telemetry --------------------------------------------------------------------------------
     def refresh_telemetry(self) -> None:
         sampler = getattr(self.app, "sampler", None)
         device = sampler.latest() if sampler is not None else None
-        self.query_one(TelemetryPanel).show(self.meter, device)
+        self.query_one(TelemetryPanel).show(self.meter, device, self._efficiency(device))
+
+    def _efficiency(self, device: DeviceSnapshot | None) -> str | None:
+        """Live tok/s against the bandwidth roofline of this model's placement."""
+        plan = getattr(self.app, "plan", None)
+        if plan is None or device is None:
+            return None
+        n_past = self.meter.stats.prompt_tokens + self.meter.stats.completion_tokens if self.meter else 0
+        ceiling = ceiling_tok_s(plan, gpu_bandwidths(device), getattr(self.app, "cpu_bandwidth", None),
+                                n_past)
+        live = None
+        if self.meter is not None:
+            live = self.meter.live_tok_s() if not self.meter.finished else self.meter.stats.gen_tok_s
+        return efficiency_line(live, ceiling)

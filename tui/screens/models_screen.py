@@ -17,8 +17,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
-from backends.units import format_bytes, format_params
 from model_registry.errors import TokraceError
+from model_registry.units import format_bytes, format_params
 
 
 class ModelsScreen(Screen[str | None]):

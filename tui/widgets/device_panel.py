@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from backends.device_telemetry import DeviceSnapshot, GpuSample
-from backends.units import format_bytes
+from model_registry.units import format_bytes
 
 HISTORY = 48
 BLOCKS = "▁▂▃▄▅▆▇█"

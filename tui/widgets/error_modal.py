@@ -12,7 +12,9 @@ from textual.widgets import Button, Label
 class ErrorModal(ModalScreen[None]):
     DEFAULT_CSS = """
     ErrorModal { align: center middle; }
-    ErrorModal > Vertical { width: 72; height: auto; padding: 1 2; border: thick $error; background: $surface; }
+    ErrorModal > Vertical {
+        width: 72; height: auto; padding: 1 2; border: thick $error; background: $surface;
+    }
     ErrorModal Label { width: 100%; margin-bottom: 1; }
     ErrorModal Button { width: 100%; }
     """

@@ -8,13 +8,27 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Digits, Label, Sparkline, Static
+from textual.widgets import Digits, Label, Static
 
 from backends.device_telemetry import DeviceSnapshot
 from backends.meter import SpeedMeter
-from backends.units import format_bytes
+from tui.widgets.device_panel import DevicePanel
 
 SPARK_POINTS = 32
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def spark_text(values: list[float], rows: int = 2) -> str:
+    """A sparkline scaled from 0 (not from the minimum, as Textual's is): a steady 117–146 tok/s must
+    look steady, not like a sawtooth."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return "\n".join(" " * len(values) for _ in range(rows))
+    levels = [round(v / top * rows * 8) for v in values]
+    lines = []
+    for row in range(rows - 1, -1, -1):
+        lines.append("".join(_BARS[max(0, min(8, lv - row * 8))] for lv in levels))
+    return "\n".join(lines)
 
 
 def _fmt(value: float | None, pattern: str, missing: str = "–") -> str:
@@ -26,31 +40,31 @@ class TelemetryPanel(Vertical):
     TelemetryPanel { width: 34; padding: 0 1; border-left: vkey $primary 30%; }
     TelemetryPanel .caption { color: $text-muted; }
     TelemetryPanel #tps { width: 100%; color: $success; }
-    TelemetryPanel Sparkline { height: 3; margin-bottom: 1; }
+    TelemetryPanel #spark { height: 2; color: $accent; margin-bottom: 1; }
     TelemetryPanel #figures { height: auto; }
-    TelemetryPanel #device { height: auto; margin-top: 1; color: $text-muted; }
+    TelemetryPanel DevicePanel { margin-top: 1; }
     """
 
     def compose(self) -> ComposeResult:
         yield Label("generation tok/s (live)", classes="caption")
         yield Digits("–", id="tps")
-        yield Sparkline([], id="spark")
+        yield Static("", id="spark", markup=False)
         yield Static("", id="figures")
-        yield Static("", id="device")
+        yield DevicePanel(id="device")
 
-    def show(self, meter: SpeedMeter | None, device: DeviceSnapshot | None) -> None:
+    def show(self, meter: SpeedMeter | None, device: DeviceSnapshot | None,
+             efficiency: str | None = None) -> None:
         if meter is not None:
             self._show_meter(meter)
-        if device is not None:
-            self.query_one("#device", Static).update(self._device_text(device))
+        self.query_one(DevicePanel).show(device, efficiency)
 
     def _show_meter(self, meter: SpeedMeter) -> None:
         s = meter.stats
         live = meter.live_tok_s() if not meter.finished else s.gen_tok_s
         self.query_one("#tps", Digits).update(_fmt(live, "{:.1f}"))
-        # About 4 tokens per bar: with fewer, bars alternate between 1 and 2 tokens and saw-tooth.
-        points = max(2, min(SPARK_POINTS, (s.completion_tokens - 1) // 4))
-        self.query_one("#spark", Sparkline).data = meter.series(points) or [0.0]
+        # At least 4 tokens per bar, or bars alternate between 1 and 2 tokens and saw-tooth.
+        points = max(1, min(SPARK_POINTS, (s.completion_tokens - 1) // 4))
+        self.query_one("#spark", Static).update(spark_text(meter.series(points)))
         prompt = f"{s.prompt_eval_tokens} tok @ {_fmt(s.prompt_tok_s, '{:.0f}')} tok/s"
         if s.cached_prompt_tokens:
             prompt += f" (+{s.cached_prompt_tokens} cached)"
@@ -65,17 +79,3 @@ class TelemetryPanel(Vertical):
             lines.append(f"draft     {s.accepted}/{s.drafted} accepted ÷ drafted "
                          f"({_fmt(s.acceptance_rate, '{:.0%}')})")
         self.query_one("#figures", Static).update("\n".join(lines))
-
-    @staticmethod
-    def _device_text(d: DeviceSnapshot) -> str:
-        lines = [
-            f"CPU       {d.process_cpu_percent:.0f}% (of {d.cpu_count} cores)",
-            f"RSS       {format_bytes(d.process_rss_bytes)}",
-            f"RAM       {format_bytes(d.ram_used_bytes)} / {format_bytes(d.ram_total_bytes)}",
-        ]
-        for g in d.gpus:
-            lines.append(f"GPU{g.index}      {format_bytes(g.vram_used_bytes)} / "
-                         f"{format_bytes(g.vram_total_bytes)}")
-        if d.status:
-            lines.append(d.status)
-        return "\n".join(lines)
