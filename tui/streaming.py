@@ -23,6 +23,11 @@ from backends.pump import EventPump
 _CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
 
 
+# Render at most this often. Each render holds the GIL in the UI thread; past ~30 Hz the eye sees no
+# difference, and the pump keeps coalescing meanwhile, so the generator is never held up.
+MIN_RENDER_INTERVAL_S = 1 / 30
+
+
 def display_safe(text: str) -> str:
     return text.translate(_CONTROL_PICTURES)
 
@@ -49,6 +54,8 @@ async def stream_events_to_markdown(
                     finished = event
             if pieces:
                 await stream.write(display_safe("".join(pieces)))
+                if finished is None:
+                    await asyncio.sleep(MIN_RENDER_INTERVAL_S)
     except asyncio.CancelledError:
         # The worker was cancelled (new chat, app exit): stop generating, let the thread finish.
         cancel.cancel()

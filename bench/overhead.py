@@ -1,0 +1,117 @@
+"""What tokrace costs on top of llama.cpp: generation tok/s of
+
+  raw   llama-cpp-python's own ``Llama.generate`` loop (token ids, timestamp per token)
+  cli   the ``tokrace chat --json`` pipeline, run in-process (its ``run()``; JSON parsed back)
+  ui    the Textual app, headless, streaming into the chat screen
+
+on the same model, prompt and greedy settings, interleaved round by round in one process so machine
+noise hits all three alike. Every figure is (tokens − 1) ÷ (last − first token time).
+
+    .venv/bin/python bench/overhead.py [--model M] [--rounds 5] [--tokens 128] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llama_cpp import Llama
+
+from backends.base import GenerationParams
+from backends.meter import rate
+from cli.main import build_parser
+from model_registry.resolve import resolve_model
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+def raw_tok_s(llm: Llama, n_tokens: int) -> float:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    # llama-cpp-python's own formatter with the file's template: the prompt tokrace sends too.
+    fmt = Jinja2ChatFormatter(llm.metadata["tokenizer.chat_template"], eos_token="", bos_token="")
+    text = fmt(messages=[{"role": "user", "content": PROMPT}]).prompt
+    tokens = llm.tokenize(text.encode(), add_bos=True, special=True)
+    llm.reset()
+    times: list[float] = []
+    for _ in llm.generate(tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
+        times.append(time.perf_counter())
+        if len(times) >= n_tokens:
+            break
+    return rate(len(times), times[0], times[-1]) or 0.0
+
+
+def cli_tok_s(model: str, n_tokens: int, threads: int) -> float:
+    args = build_parser().parse_args(
+        ["chat", "-m", model, "--prompt", PROMPT, "-n", str(n_tokens), "-t", "0", "--json",
+         "--threads", str(threads)]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        args.func(args)
+    return float(json.loads(out.getvalue())["gen_tok_s"])
+
+
+def ui_tok_s(model: str, n_tokens: int, threads: int) -> float:
+    from backends.base import LoadConfig
+    from tui.app import TokraceApp
+
+    async def go() -> float:
+        app = TokraceApp(model_ref=model, configure=LoadConfig(path="", n_threads=threads),
+                         params=GenerationParams(max_tokens=n_tokens, temperature=0.0))
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.backend is None or app.chat.backend is None:
+                await pilot.pause(0.05)
+            app.chat.send(PROMPT)
+            await pilot.pause(0.2)
+            while app.chat.generating:
+                await pilot.pause(0.05)
+            assert app.chat.meter is not None
+            return app.chat.meter.stats.gen_tok_s or 0.0
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args()
+    os.environ.setdefault("TOKRACE_HOME", "/tmp/tokrace-bench-home")  # keep the user's log clean
+    resolved = resolve_model(a.model)
+    path = str(resolved.path)
+    llm = Llama(model_path=path, n_ctx=4096, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
+    results: dict[str, list[float]] = {"raw": [], "cli": [], "ui": []}
+    raw_tok_s(llm, 16)  # warm-up
+    for r in range(a.rounds):
+        results["raw"].append(raw_tok_s(llm, a.tokens))
+        results["cli"].append(cli_tok_s(path, a.tokens, a.threads))
+        results["ui"].append(ui_tok_s(path, a.tokens, a.threads))
+        print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:6.1f}" for k, v in results.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\nmodel {Path(path).name}, {a.tokens} tokens, greedy, {a.threads} threads, {a.rounds} rounds")
+    print("| path | median tg tok/s | ratio to raw |")
+    print("|---|---|---|")
+    for k in ("raw", "cli", "ui"):
+        print(f"| {k} | {med[k]:.1f} | {med[k] / med['raw']:.3f} |")
+    # Pairwise ratios per round are steadier than ratios of medians on a noisy machine.
+    for k in ("cli", "ui"):
+        ratios = [x / y for x, y in zip(results[k], results["raw"], strict=True)]
+        print(f"{k}/raw per round: median {statistics.median(ratios):.3f} "
+              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""How much the chat UI slows a very fast token source.
+
+A synthetic backend emits tokens paced at ``--rate`` tok/s (busy-waiting on perf_counter, so it
+really runs at that rate when nothing else competes). Its achieved rate is measured twice,
+interleaved: consumed by a bare loop, and streamed through the Textual chat screen (headless). The
+slowdown is 1 − ui ÷ bare. Target: ≤ 2 % at 5,000 tok/s.
+
+    .venv/bin/python bench/ui_load.py [--rate 5000] [--tokens 5000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from scripted_backend import SCRIPTED_MODEL, FixedSampler, ScriptedBackend
+
+from backends.base import CancelToken, ChatMessage, GenerationParams
+from backends.events import (
+    GenerationFinished,
+    PromptProcessed,
+    RequestStarted,
+    StreamEvent,
+    TokenGenerated,
+)
+from backends.meter import SpeedMeter
+
+WORDS = "the quick brown fox jumps over the lazy dog and **keeps** running through `code` and\n\n"
+
+
+class PacedBackend(ScriptedBackend):
+    """Emits ``n`` tokens at ``rate`` tok/s with real timestamps."""
+
+    def __init__(self, rate: float, n: int) -> None:
+        super().__init__([])
+        self.rate, self.n = rate, n
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
+                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
+        words = WORDS.split(" ")
+        t0 = time.perf_counter()
+        yield RequestStarted(t0, SCRIPTED_MODEL.name, 10, 0, "synthetic")
+        yield PromptProcessed(t0, 10, 0.0)
+        interval = 1.0 / self.rate
+        text = []
+        for i in range(self.n):
+            due = t0 + (i + 1) * interval
+            while time.perf_counter() < due:  # pace, as a model would, without sleeping
+                pass
+            piece = words[i % len(words)] + " "
+            text.append(piece)
+            yield TokenGenerated(i, i, piece, time.perf_counter())
+        yield GenerationFinished(time.perf_counter(), "length", "".join(text), self.n)
+
+
+def bare(rate: float, n: int) -> float:
+    meter = SpeedMeter()
+    for event in PacedBackend(rate, n).stream_chat([], GenerationParams(max_tokens=n)):
+        meter.observe(event)
+    return meter.stats.gen_tok_s or 0.0
+
+
+def through_ui(rate: float, n: int) -> float:
+    from tui.app import TokraceApp
+
+    async def go() -> float:
+        app = TokraceApp(backend=PacedBackend(rate, n), sampler=FixedSampler(),  # type: ignore[arg-type]
+                         params=GenerationParams(max_tokens=n))
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.chat.backend is None or not app.chat._ready:
+                await pilot.pause(0.05)
+            app.chat.send("go")
+            await pilot.pause(0.1)
+            while app.chat.generating:
+                await pilot.pause(0.05)
+            assert app.chat.meter is not None
+            return app.chat.meter.stats.gen_tok_s or 0.0
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=5000)
+    ap.add_argument("--tokens", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    rows = []
+    for r in range(a.rounds):
+        b, u = bare(a.rate, a.tokens), through_ui(a.rate, a.tokens)
+        rows.append((b, u))
+        print(f"round {r + 1}: bare {b:8.1f} tok/s   ui {u:8.1f} tok/s   slowdown {1 - u / b:6.2%}",
+              flush=True)
+    slow = [1 - u / b for b, u in rows]
+    print(f"\nsource {a.rate:.0f} tok/s × {a.tokens} tokens, {a.rounds} rounds: "
+          f"median slowdown {statistics.median(slow):.2%} (min {min(slow):.2%}, max {max(slow):.2%})")
+
+
+if __name__ == "__main__":
+    main()
