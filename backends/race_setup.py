@@ -1,0 +1,165 @@
+"""Setting up a race of real models: resolve both, check memory, pick the schedule, place, load.
+
+Shared by ``tokrace race`` and the TUI's race screen so both make the same decisions:
+
+1. resolve each model (a lane that cannot be resolved keeps its one-line error; the other still races);
+2. memory guard from the GGUF headers (weights + KV + compute at the context used);
+3. schedule: the user's choice, else ``default_mode``; simultaneous that cannot fit becomes fair with
+   load/unload (and a note says so);
+4. placement: simultaneous on one device splits the CPU threads; with two GPUs each lane gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+from backends.base import Backend, LoadConfig
+from backends.device_telemetry import GpuSample
+from backends.placement import PlacementRequest, ceiling_tok_s, place
+from backends.race import (
+    LABELS,
+    Lane,
+    LaneResult,
+    MemoryGuard,
+    RaceMode,
+    default_mode,
+    memory_guard,
+    split_threads,
+)
+from model_registry.errors import TokraceError
+from model_registry.gguf_meta import read_gguf_info
+from model_registry.memory_plan import plan_memory
+from model_registry.transfer import ProgressFn
+
+
+@dataclass(slots=True)
+class RacePlan:
+    lanes: list[Lane]
+    mode: RaceMode
+    shared_device: bool
+    load_in_turn: bool
+    guard: MemoryGuard | None
+    threads_per_lane: int
+    notes: list[str] = field(default_factory=list)
+    """Decisions the user should see (mode changed by the memory guard, threads split…)."""
+
+    def describe(self) -> str:
+        if self.mode == "fair":
+            how = f"fair: one after the other, each with the whole machine ({self.threads_per_lane} threads)"
+            if self.load_in_turn:
+                how += ", loading each lane in turn"
+        elif self.shared_device:
+            how = f"simultaneous on one device: {self.threads_per_lane} threads per lane"
+        else:
+            how = "simultaneous: each lane on its own GPU"
+        return how
+
+
+def _llama_factory(config: LoadConfig) -> Backend:
+    from backends.llama_cpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend(config)
+
+
+def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None) -> Lane:
+    """Resolve ``ref`` to a file and size its memory need; errors stay on the lane as one line."""
+    from model_registry.resolve import resolve_model
+
+    lane = Lane(label=label, ref=ref)
+    try:
+        resolved = resolve_model(ref, progress=progress)
+        info = read_gguf_info(resolved.path)
+        lane.model_id = resolved.model_id
+        lane.config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
+                                 chat_template=resolved.chat_template)
+        lane.need_bytes = plan_memory(info, min(4096, info.n_ctx_train or 4096)).total_bytes
+    except TokraceError as err:
+        lane.load_error = str(err)
+    return lane
+
+
+def plan_race(
+    refs: Sequence[str],
+    *,
+    mode: RaceMode | None,
+    threads: int | None,
+    request: PlacementRequest,
+    gpus: Sequence[GpuSample],
+    progress: ProgressFn | None = None,
+    ram_available: int | None = None,
+) -> RacePlan:
+    """Everything before loading. Raises ``TokraceError`` only when no lane can race at all."""
+    lanes = [resolve_lane(label, ref, progress) for label, ref in zip(LABELS, refs, strict=True)]
+    if all(lane.load_error for lane in lanes):
+        raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes))
+    notes: list[str] = []
+    needs = [lane.need_bytes for lane in lanes if lane.need_bytes is not None]
+    free_ram = psutil.virtual_memory().available if ram_available is None else ram_available
+    guard = memory_guard(needs, ram_available=free_ram,
+                         gpu_free=[g.vram_total_bytes - g.vram_used_bytes for g in gpus])
+    chosen = mode or default_mode(len(gpus))
+    load_in_turn = len(needs) == 2 and not guard.fits_together
+    if load_in_turn:
+        notes.append(guard.line())
+        if chosen == "simultaneous":
+            notes.append("simultaneous needs both models resident: racing fair instead")
+        chosen = "fair"
+    shared = chosen == "simultaneous" and len(gpus) < 2
+    total = threads or os.cpu_count() or 1
+    per_lane = split_threads(total) if shared else total
+    if shared:
+        notes.append(f"simultaneous on one device: {total} threads split, {per_lane} per lane")
+    for index, lane in enumerate(lanes):
+        if lane.config is None:
+            continue
+        lane.config.n_threads = per_lane
+        lane_request = request
+        if chosen == "simultaneous" and not shared and request.tensor_split is None:
+            # Each lane on a GPU of its own: no split across devices, lane i on GPU i.
+            lane_request = PlacementRequest(n_ctx=request.n_ctx, n_gpu_layers=request.n_gpu_layers,
+                                            split_mode="none", main_gpu=index)
+        try:
+            lane.plan = place(lane.config, gpus, lane_request)
+        except TokraceError as err:
+            lane.load_error = str(err)
+            continue
+        config = lane.config
+        lane.factory = lambda config=config: _llama_factory(config)
+    return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes)
+
+
+def lane_ceilings(lanes: Sequence[Lane], gpu_bandwidths: Sequence[float] | None,
+                  cpu_bandwidth: float | None, n_past: int = 0) -> dict[str, float | None]:
+    """Each lane's decode roofline (tok/s) for its placement, when the bandwidths are known."""
+    out: dict[str, float | None] = {}
+    for lane in lanes:
+        out[lane.label] = (ceiling_tok_s(lane.plan, gpu_bandwidths, cpu_bandwidth, n_past)
+                           if lane.plan is not None else None)
+    return out
+
+
+def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[str]:
+    """Every lane that ran goes to the speed log: one session id per race, kind="race", lane="A"/"B".
+
+    Call it after the race, not as each lane ends: a recorder hashes the model file on a thread, which
+    would steal CPU from a lane still racing. Returns the errors (one line each) of records not written.
+    """
+    from speedlog import SessionRecorder
+    from speedlog.record import new_session_id
+
+    session_id = new_session_id()
+    errors: list[str] = []
+    for lane, result in zip(lanes, results, strict=True):
+        if not result.ran or lane.model is None or lane.config is None:
+            continue
+        recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
+                                   lane=lane.label, model_id=lane.model_id)
+        try:
+            recorder.record(result.stats)
+        except TokraceError as err:
+            errors.append(str(err))
+    return errors
