@@ -1,14 +1,19 @@
 """Turning a conversation into a prompt, and saying how it was done.
 
 Order of preference: a template the catalog supplies, the GGUF's own ``tokenizer.chat_template``, a
-known template for the architecture (only when the file's vocabulary has that template's special
-tokens), and last plain completion (the conversation's text as is; right for base models).
+known template for the architecture (only for an instruction-tuned model whose vocabulary has that
+template's special tokens), and last plain completion (the conversation's text as is). A file without
+a template is usually a base model, and a base model answers as plain completion but not in a chat
+format it never learned (measured with Gemma 3 270M: it echoes the question in Gemma's turn format).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -73,6 +78,16 @@ def plain_completion() -> PromptFormat:
     return PromptFormat(label="plain completion (no chat template)", render=render, is_chat=False)
 
 
+_INSTRUCT_WORDS = {"it", "instruct", "chat", "sft", "dpo", "rlhf"}
+
+
+def looks_instruction_tuned(metadata: Mapping[str, Any], path: str | Path = "") -> bool:
+    """From the GGUF's names and the file name: ``gemma-3-270m-it`` yes, ``gemma-3-270m`` no."""
+    names = [str(metadata.get(k, "")) for k in ("general.finetune", "general.name", "general.basename")]
+    words = re.split(r"[^a-z0-9]+", " ".join([*names, Path(path).stem]).lower())
+    return any(w in _INSTRUCT_WORDS for w in words)
+
+
 def choose_format(
     *,
     architecture: str,
@@ -81,13 +96,14 @@ def choose_format(
     bos: str,
     eos: str,
     has_token: Callable[[str], bool],
+    instruction_tuned: bool = True,
 ) -> PromptFormat:
     """Pick the prompt format for a model; ``has_token`` tells whether a string is one vocab token."""
     if override:
         return _jinja_format("catalog chat template", override, bos, eos)
     if file_template:
         return _jinja_format("chat template from the GGUF", file_template, bos, eos)
-    known = KNOWN_TEMPLATES.get(architecture)
+    known = KNOWN_TEMPLATES.get(architecture) if instruction_tuned else None
     if known is not None:
         name, template, needs, stops = known
         if all(has_token(t) for t in needs):

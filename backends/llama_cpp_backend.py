@@ -30,7 +30,8 @@ from backends.base import (
     LoadConfig,
     LoadedModel,
 )
-from backends.chat_template import PromptFormat, choose_format
+from backends import llama_log
+from backends.chat_template import PromptFormat, choose_format, looks_instruction_tuned
 from backends.events import (
     GenerationFinished,
     PromptProcessed,
@@ -44,6 +45,7 @@ from model_registry.errors import ModelFileError, TokraceError
 from model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+llama_log.install()
 _NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
 
 
@@ -106,8 +108,9 @@ class LlamaCppBackend(Backend):
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
+            said = llama_log.last_error()
             raise ModelFileError(
-                f"llama.cpp could not load {cfg.path} ({err}); the file may be damaged or of an"
+                f"llama.cpp could not load {cfg.path} ({said or err}); the file may be damaged or of an"
                 " architecture this llama.cpp build does not know"
             ) from None
         self._llama = llama
@@ -127,6 +130,7 @@ class LlamaCppBackend(Backend):
             bos=text_of(vocab.token_bos()),
             eos=text_of(vocab.token_eos()),
             has_token=has_token,
+            instruction_tuned=looks_instruction_tuned(info.metadata, cfg.path),
         )
         self._model = LoadedModel(
             name=cfg.name or info.name or os.path.basename(cfg.path),
@@ -164,6 +168,41 @@ class LlamaCppBackend(Backend):
     def reset(self) -> None:
         if self._llama is not None:
             self._llama.reset()
+
+    # -- hooks for a backend that drives this one (speculative decoding) ----------------------------
+    @property
+    def prompt_format(self) -> PromptFormat:
+        if self._format is None:
+            raise RuntimeError("load() first")
+        return self._format
+
+    @property
+    def generation_lock(self) -> threading.Lock:
+        """Held for the whole of a generation; a driver holds it too, so the two never overlap."""
+        return self._busy
+
+    def reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cache of the longest common prefix with ``tokens``; return its length."""
+        return self._reuse_prefix(tokens)
+
+    def evaluate_prompt(self, tokens: Sequence[int], cancel: CancelToken) -> None:
+        """Evaluate ``tokens`` with the abort callback watching ``cancel``.
+
+        Raises ``PromptAborted`` when cancelled, ``TokraceError`` when llama.cpp fails."""
+        self._cancel = cancel
+        try:
+            self._evaluate_prompt(tokens)
+        finally:
+            self._cancel = None
+
+    def start_sampler(self, params: GenerationParams) -> None:
+        """Seed and build the sampler chain for one reply (what ``stream_chat`` does first)."""
+        llama = self.llama
+        llama.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        llama._sampler = llama._init_sampler(
+            top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+            temp=params.temperature, repeat_penalty=params.repeat_penalty,
+        )
 
     # -- generation --------------------------------------------------------------------------------
     def _should_abort(self, _data: Any) -> bool:
@@ -261,11 +300,7 @@ class LlamaCppBackend(Backend):
         yield RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
 
         llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
-        llama.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        llama._sampler = llama._init_sampler(
-            top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
-            temp=params.temperature, repeat_penalty=params.repeat_penalty,
-        )
+        self.start_sampler(params)
         assembler = TextAssembler([*stops, *params.stop])
         n_generated = 0
         reason: StopReason = "length"

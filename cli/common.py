@@ -106,8 +106,16 @@ class StderrProgress:
 
     def __init__(self) -> None:
         self._last = ""
+        self._tty = sys.stderr.isatty()
+        self._said: set[str] = set()
 
     def __call__(self, done: int, total: int, what: str) -> None:
+        if not self._tty:  # a log file or a pipe: one line per stage, no carriage-return animation
+            stage = what.split(" ", 1)[0]
+            if stage not in self._said:
+                self._said.add(stage)
+                print(f"{what}: {format_bytes(total)}", file=sys.stderr)
+            return
         pct = f"{100 * done / total:5.1f}%" if total else ""
         line = f"\r{what}: {format_bytes(done)} / {format_bytes(total)} {pct}"
         if line != self._last:

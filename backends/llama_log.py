@@ -1,0 +1,52 @@
+"""llama.cpp's log, kept off the terminal.
+
+llama.cpp writes diagnostics from C (through llama-cpp-python's callback, to stderr) at load and
+sometimes mid-run; under a full-screen TUI those bytes land on top of the display. We install our own
+callback: lines go to the ``tokrace.llama_cpp`` logger (silent unless a handler is added) and to a
+small ring buffer, so an error message can quote what llama.cpp said.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections import deque
+
+import llama_cpp
+
+log = logging.getLogger("tokrace.llama_cpp")
+log.addHandler(logging.NullHandler())
+log.propagate = False  # never to the root logger's stderr fallback
+
+# ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+recent: deque[tuple[int, str]] = deque(maxlen=200)
+_partial: list[str] = []
+_last_level = logging.INFO
+
+
+@llama_cpp.llama_log_callback
+def _callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    global _last_level
+    lvl = _last_level if level == 5 else _LEVELS.get(level, logging.INFO)
+    _last_level = lvl
+    _partial.append(text.decode("utf-8", errors="replace"))
+    if _partial[-1].endswith("\n"):
+        line = "".join(_partial).rstrip()
+        _partial.clear()
+        recent.append((lvl, line))
+        log.log(lvl, "%s", line)
+
+
+def install() -> None:
+    """Route llama.cpp's log here (idempotent; call after importing llama_cpp, which sets its own)."""
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+def last_error() -> str | None:
+    """The most recent error (or warning) line llama.cpp logged, for error messages."""
+    for level in (logging.ERROR, logging.WARNING):
+        for lvl, line in reversed(recent):
+            if lvl == level:
+                return line.strip()
+    return None
