@@ -137,6 +137,7 @@ class Lane:
     """A ``speedlog.SessionRecorder`` (kind="race"), or None when nothing is logged."""
     last: LaneResult | None = None
     _model: LoadedModel | None = None
+    _warm: bool = False
 
     @property
     def model(self) -> LoadedModel | None:
@@ -174,8 +175,9 @@ class Lane:
         """One throw-away token, as llama-bench's warm-up run: the first decode of a process pays for
         thread-pool start and buffer allocation (~0.5 s here), which would otherwise count against
         whichever lane runs first."""
-        if self.backend is None:
-            return
+        if self.backend is None or self._warm:
+            return  # once per load: later turns keep their KV cache for the next prompt
+        self._warm = True
         params = GenerationParams(max_tokens=1, temperature=0.0)
         for _ in self.backend.stream_chat([ChatMessage("user", "hi")], params, CancelToken()):
             pass
@@ -186,6 +188,7 @@ class Lane:
         if self.backend is not None and self.factory is not None:
             self.backend.unload()
             self.backend = None
+            self._warm = False
 
     def messages(self, prompt: str) -> list[ChatMessage]:
         return [*self.history, ChatMessage("user", prompt)]

@@ -1,0 +1,157 @@
+"""``tokrace race A B``: two models answer the same prompt; a table and a verdict say which is faster.
+
+Without ``--prompt`` it opens the TUI on the race screen. With it, the race runs headless: each lane's
+reply, then the comparison table and the verdict on stdout (progress on stderr); ``--json`` prints one
+object with a ``lanes`` list (the fields of ``tokrace chat --json``, plus ``lane``) and a ``verdict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from backends.race import MODES, Lane, LaneResult, RaceResult
+from backends.race_setup import RacePlan
+from cli import common
+from model_registry.errors import TokraceError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "race", help="two models, one prompt, side by side",
+        description="Race two models on the same prompt and compare their speed. Without --prompt, "
+                    "opens the race screen.",
+    )
+    p.add_argument("model_a", metavar="A", help="a .gguf path or catalog id")
+    p.add_argument("model_b", metavar="B", help="a .gguf path or catalog id")
+    p.add_argument("--prompt", "-p", default=None, help="the user message ('-' reads stdin)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="fair: one after the other, each with the whole machine (default on one device);"
+                        " simultaneous: both at once")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    common.add_generation_args(p)
+    common.add_gpu_args(p)
+    p.set_defaults(func=run)
+
+
+def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
+    from cli.chat_cmd import reply_json
+
+    if lane.model is not None:
+        data = reply_json(result.stats, lane.model, result.text)
+    else:  # never loaded: the same keys, no file to describe
+        data = {"text": "", "model": lane.ref, "prompt_tokens": 0, "completion_tokens": 0, "ttft_s": None,
+                "prompt_tok_s": None, "gen_tok_s": None, "stop_reason": result.stats.stop_reason}
+        for key, value in result.stats.to_dict().items():
+            data.setdefault(key, value)
+        data["model"] = lane.ref
+        data["model_file"] = None
+    data["lane"] = lane.label
+    data["ran"] = result.ran
+    data["error"] = result.error
+    return data
+
+
+def race_json(plan: RacePlan, race: RaceResult) -> dict[str, Any]:
+    return {
+        "prompt": race.prompt,
+        "mode": race.mode,
+        "shared_device": race.shared_device,
+        "threads_per_lane": plan.threads_per_lane,
+        "memory": None if plan.guard is None else {
+            "need_bytes": list(plan.guard.need_bytes), "free_bytes": plan.guard.free_bytes,
+            "where": plan.guard.where, "fits_together": plan.guard.fits_together,
+        },
+        "notes": plan.notes,
+        "cancelled": race.cancelled,
+        "lanes": [_lane_json(lane, r) for lane, r in zip(plan.lanes, race.lanes, strict=True)],
+        "verdict": race.verdict.to_dict(),
+    }
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def table(plan: RacePlan, race: RaceResult) -> str:
+    head = ("lane", "model", "tokens", "tok/s", "TTFT", "prompt tok/s", "finish", "stop")
+    rows = [head]
+    for lane, r in zip(plan.lanes, race.lanes, strict=True):
+        s = r.stats
+        stop = "error" if r.error else ("not run" if not r.ran else str(s.stop_reason))
+        rows.append((lane.label, lane.title, str(s.completion_tokens), _fmt(s.gen_tok_s, "{:.1f}"),
+                     _fmt(s.ttft_s, "{:.3f} s"), _fmt(s.prompt_tok_s, "{:.0f}"),
+                     _fmt(race.verdict.finish_s.get(lane.label), "{:.2f} s"), stop))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    right = {2, 3, 4, 5, 6}
+    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in rows]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.prompt is None:
+        if args.json:
+            raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)")
+        from tui.app import run_race_app
+
+        return run_race_app(args)
+
+    from backends.base import CancelToken
+    from backends.device_telemetry import detect_gpus
+    from backends.race import run_race
+    from backends.race_setup import plan_race, record_race
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    gpus = detect_gpus()
+    plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=args.threads,
+                     request=common.placement_request(args), gpus=gpus,
+                     progress=common.StderrProgress())
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    cancel = CancelToken()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())  # Ctrl+C stops both lanes
+    try:
+        race = run_race(plan.lanes, prompt, common.generation_params(args), mode=plan.mode, cancel=cancel,
+                        shared_device=plan.shared_device, load_in_turn=plan.load_in_turn,
+                        ceilings=_ceilings(plan))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # After the race, not as each lane ends: a recorder hashes the model file on a thread, which would
+    # steal CPU from a lane still racing.
+    for error in record_race(plan.lanes, race.lanes):
+        print(f"note: speed log not written: {error}", file=sys.stderr)
+    for lane in plan.lanes:
+        lane.unload()
+    if args.json:
+        print(json.dumps(race_json(plan, race), ensure_ascii=False))
+    else:
+        for lane, r in zip(plan.lanes, race.lanes, strict=True):
+            print(f"── {lane.label} · {lane.title} ──")
+            print(r.text if r.ran else f"({r.error or 'not run'})")
+            print()
+        print(table(plan, race))
+        print()
+        print(f"mode: {plan.describe()}")
+        for line in race.verdict.lines:
+            print(line)
+    failed = [r for r in race.lanes if r.error]
+    for r in failed:
+        print(f"tokrace: error: lane {r.label}: {r.error}", file=sys.stderr)
+    if failed:
+        return 2
+    return 130 if race.cancelled else 0
+
+
+def _ceilings(plan: RacePlan) -> dict[str, float | None] | None:
+    """The CPU roofline is measured once per machine and cached; only CPU lanes use it here."""
+    if any(lane.plan is not None and lane.plan.per_device for lane in plan.lanes):
+        return None  # GPU bandwidths come from NVML samples in the TUI; headless we skip the roofline
+    from backends.race_setup import lane_ceilings
+    from backends.roofline import cpu_bandwidth
+
+    return lane_ceilings(plan.lanes, None, cpu_bandwidth().bytes_per_s)
