@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "cli.export_cmd",
     "cli.bench_cmd",
     "cli.plan_cmd",
+    "cli.race_cmd",
 ]
 
 
