@@ -19,6 +19,7 @@ from backends.split_planner import SplitPlan
 from model_registry.errors import TokraceError
 from model_registry.units import format_bytes
 from tui.chat.screen import ChatScreen, ReplyFinished
+from tui.race.screen import RaceScreen, RaceSetup
 from tui.widgets.error_modal import ErrorModal
 
 
@@ -56,6 +57,7 @@ class TokraceApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("ctrl+o", "open_models", "Models", id="app.models"),
         Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions"),
+        Binding("ctrl+r", "toggle_race", "Race", id="app.race"),
     ]
 
     def __init__(
@@ -67,9 +69,12 @@ class TokraceApp(App[None]):
         params: GenerationParams | None = None,
         backend: Backend | None = None,
         sampler: DeviceSampler | None = None,
+        race: RaceSetup | None = None,
     ) -> None:
         """``model_ref`` is resolved and loaded in the background; tests may pass a loaded ``backend``.
-        ``configure`` carries flag overrides (its ``path`` is ignored: the resolved model's is used)."""
+        ``configure`` carries flag overrides (its ``path`` is ignored: the resolved model's is used).
+        ``race`` starts the app on the race screen (``tokrace race A B``); the chat model then loads only
+        when the user first goes to the chat (Ctrl+R), so it does not compete with the race."""
         super().__init__()
         self.model_ref = model_ref
         self.configure = configure
@@ -81,13 +86,18 @@ class TokraceApp(App[None]):
         self.backend = backend
         self.sampler = sampler if sampler is not None else DeviceSampler()
         self.chat = ChatScreen(self.params)
+        self.race_setup = race
+        self.race: RaceScreen | None = None
+        self._chat_load_started = race is None
 
     def get_default_screen(self) -> Screen[None]:
         return self.chat
 
     def on_mount(self) -> None:
         self.sampler.start()
-        if self.backend is not None:
+        if self.race_setup is not None:
+            self.action_toggle_race()
+        elif self.backend is not None:
             # Same path as a background load, so it lands after the screen is composed.
             self.post_message(ModelLoaded(self.backend))
         else:
@@ -97,6 +107,8 @@ class TokraceApp(App[None]):
         self.sampler.stop()
         if self.chat._cancel is not None:
             self.chat._cancel.cancel()
+        if self.race is not None:
+            self.race.stop_all()
 
     # -- loading ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load")
@@ -185,6 +197,20 @@ class TokraceApp(App[None]):
 
         self.push_screen(ModelsScreen(), callback=chosen)
 
+    def action_toggle_race(self) -> None:
+        """Ctrl+R: to the race screen (made once, kept with its lanes and history) and back to chat."""
+        if self.race is not None and self.screen is self.race:
+            self.pop_screen()
+            if self.backend is None and self.race_setup is not None and not self._chat_load_started:
+                self._chat_load_started = True
+                self.load_model()  # started as a race: the chat's model loads on first visit
+            return
+        if self.race is None:
+            setup = self.race_setup or RaceSetup(refs=[self.model_ref, None])
+            self.race = RaceScreen(setup, self.params)
+            self.install_screen(self.race, name="race")
+        self.push_screen("race")
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
@@ -192,6 +218,7 @@ class TokraceApp(App[None]):
         yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
         yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
                             self.action_open_sessions)
+        yield SystemCommand("Race", "Two models, one prompt, side by side (Ctrl+R)", self.action_toggle_race)
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -202,5 +229,16 @@ def run_app(args: argparse.Namespace) -> int:
     configure = common.load_config(args, ResolvedModel(path=Path(""), model_id=""))
     app = TokraceApp(model_ref=args.model, configure=configure, request=common.placement_request(args),
                      params=common.generation_params(args))
+    app.run()
+    return 0
+
+
+def run_race_app(args: argparse.Namespace) -> int:
+    """``tokrace race A B`` without ``--prompt``: the app opens on the race screen."""
+    from cli import common
+
+    setup = RaceSetup(refs=[args.model_a, args.model_b], mode=args.mode, threads=args.threads,
+                      request=common.placement_request(args))
+    app = TokraceApp(params=common.generation_params(args), race=setup)
     app.run()
     return 0

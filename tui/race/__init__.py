@@ -1,0 +1,1 @@
+"""The race screen: two models answer the same prompt side by side."""
