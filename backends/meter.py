@@ -37,6 +37,21 @@ def rate(n_tokens: int, first_t: float, last_t: float) -> float | None:
     return (n_tokens - 1) / span
 
 
+def binned_rate(times: list[float] | tuple[float, ...], points: int) -> list[float]:
+    """tok/s in ``points`` equal time bins between the first and last timestamp (each interval after
+    the first token is counted once), for sparklines and plots."""
+    if len(times) < 2 or points < 1:
+        return []
+    first, span = times[0], times[-1] - times[0]
+    if span <= 0:
+        return []
+    width = span / points
+    counts = [0] * points
+    for t in times[1:]:
+        counts[min(int((t - first) / width), points - 1)] += 1
+    return [c / width for c in counts]
+
+
 @dataclass(slots=True)
 class ReplyStats:
     """The figures of one finished (or running) reply; the unit the chat, race and log share."""
@@ -171,15 +186,4 @@ class SpeedMeter:
 
     def series(self, points: int = 40) -> list[float]:
         """tok/s over the reply in ``points`` equal time bins (for the sparkline)."""
-        times = self._token_t
-        if len(times) < 2 or points < 1:
-            return []
-        first, last = times[0], times[-1]
-        span = last - first
-        if span <= 0:
-            return []
-        width = span / points
-        counts = [0] * points
-        for t in times[1:]:
-            counts[min(int((t - first) / width), points - 1)] += 1
-        return [c / width for c in counts]
+        return binned_rate(self._token_t, points)

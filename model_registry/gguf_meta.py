@@ -161,6 +161,26 @@ def _read_value(r: _Reader, vtype: int, key: str, hasher: list[Any]) -> Any:
     return values if count <= _KEPT_ARRAYS_MAX else None
 
 
+def _read_tensor_infos(r: _Reader, n_tensors: int, source: str) -> list[TensorInfo]:
+    tensors: list[TensorInfo] = []
+    for _ in range(n_tensors):
+        name = r.string()
+        n_dims = r.scalar("<I")
+        if n_dims > MAX_DIMS:
+            raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
+        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
+        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
+        try:
+            GGMLQuantizationType(ggml_type)
+        except ValueError:
+            raise ModelFileError(
+                f"{source}: tensor {name!r} has tensor type {ggml_type}, unknown to this gguf version;"
+                " upgrade tokrace"
+            ) from None
+        tensors.append(TensorInfo(name, shape, ggml_type, offset))
+    return tensors
+
+
 def _quant_label(file_type: Any, tensors: Iterable[TensorInfo]) -> str:
     if isinstance(file_type, int):
         try:
@@ -196,22 +216,7 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
         value = _read_value(r, r.scalar("<I"), key, vocab)
         if value is not None:
             meta[key] = value
-    tensors: list[TensorInfo] = []
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.scalar("<I")
-        if n_dims > MAX_DIMS:
-            raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
-        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
-        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
-        try:
-            GGMLQuantizationType(ggml_type)
-        except ValueError:
-            raise ModelFileError(
-                f"{source}: tensor {name!r} has tensor type {ggml_type}, unknown to this gguf version;"
-                " upgrade tokrace"
-            ) from None
-        tensors.append(TensorInfo(name, shape, ggml_type, offset))
+    tensors = _read_tensor_infos(r, n_tensors, source)
     alignment = int(meta.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
     data_offset = (r.pos + alignment - 1) // alignment * alignment
     tensors_bytes = sum(t.n_bytes for t in tensors)
@@ -299,20 +304,7 @@ def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorI
     for _ in range(n_kv):
         key = r.string()
         _read_value(r, r.scalar("<I"), key, sink)
-    tensors: list[TensorInfo] = []
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.scalar("<I")
-        if n_dims > MAX_DIMS:
-            raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
-        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
-        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
-        try:
-            GGMLQuantizationType(ggml_type)
-        except ValueError:
-            raise ModelFileError(f"{source}: tensor {name!r} has unknown type {ggml_type}") from None
-        tensors.append(TensorInfo(name, shape, ggml_type, offset))
-    return tensors
+    return _read_tensor_infos(r, n_tensors, source)
 
 
 def merge_shard_tensors(first: GGUFInfo, others: list[list[TensorInfo]], sizes: list[int | None]) -> GGUFInfo:

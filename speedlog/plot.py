@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from backends.meter import binned_rate
 from speedlog.record import ReplyRecord
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -17,17 +18,7 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 def reply_series(token_times_s: Sequence[float], points: int = 40) -> list[float]:
     """tok/s in ``points`` equal time bins between the first and last token (as the live sparkline)."""
-    times = list(token_times_s)
-    if len(times) < 2 or points < 1:
-        return []
-    first, span = times[0], times[-1] - times[0]
-    if span <= 0:
-        return []
-    width = span / points
-    counts = [0] * points
-    for t in times[1:]:
-        counts[min(int((t - first) / width), points - 1)] += 1
-    return [c / width for c in counts]
+    return binned_rate(list(token_times_s), points)
 
 
 def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit: str = "tok/s") -> str:
