@@ -159,3 +159,20 @@ def test_chat_screen_snapshot(snap_compare) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(110, 32), run_before=run_before)
+
+
+async def test_each_finished_reply_is_in_the_speed_log(tiny_model: Path) -> None:
+    from speedlog.store import SpeedLog
+
+    app = RecordingApp(model_ref=str(tiny_model), params=GenerationParams(max_tokens=12, temperature=0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.recorder is not None)
+        await send(pilot, "one")
+        await wait_for(pilot, lambda: len(app.finished) == 1)
+        await send(pilot, "two")
+        await wait_for(pilot, lambda: len(app.finished) == 2)
+        await wait_for(pilot, lambda: len(SpeedLog.open().read()) == 2)
+    records = SpeedLog.open().read()
+    assert [r.n_gen for r in records] == [12, 12]
+    assert {r.kind for r in records} == {"chat"}
+    assert len({r.session_id for r in records}) == 1
