@@ -22,6 +22,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
+from backends import llama_log
 from backends.base import (
     Backend,
     CancelToken,
@@ -30,7 +31,6 @@ from backends.base import (
     LoadConfig,
     LoadedModel,
 )
-from backends import llama_log
 from backends.chat_template import PromptFormat, choose_format, looks_instruction_tuned
 from backends.events import (
     GenerationFinished,
@@ -70,8 +70,12 @@ class LlamaCppBackend(Backend):
     supports_prompt_abort = True
     reports_token_ids = True
 
-    def __init__(self, config: LoadConfig) -> None:
+    def __init__(self, config: LoadConfig, *, flash_attn: bool = False) -> None:
         self.config = config
+        # Flash attention computes each query row on its own, so a token's logits do not depend on
+        # how many tokens share its batch (without it llama.cpp's CPU attention rounds a 1-token
+        # decode differently from a batch): speculative decoding turns it on to match plain decoding.
+        self.flash_attn = flash_attn
         self._llama: Llama | None = None
         self._model: LoadedModel | None = None
         self.info: GGUFInfo | None = None
@@ -105,6 +109,7 @@ class LlamaCppBackend(Backend):
                 main_gpu=cfg.main_gpu,
                 tensor_split=cfg.tensor_split,
                 logits_all=False,
+                flash_attn=self.flash_attn,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
