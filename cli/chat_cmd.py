@@ -13,7 +13,7 @@ from typing import Any
 from backends.base import CancelToken, ChatMessage, LoadedModel
 from backends.events import GenerationFinished, StreamEvent, TokenGenerated
 from backends.meter import ReplyStats, SpeedMeter
-from cli import common
+from cli import common, draft_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     common.add_generation_args(p)
     common.add_gpu_args(p)
+    draft_args.add_draft_args(p)
     p.set_defaults(func=run)
 
 
@@ -63,7 +64,6 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterat
 
 def run(args: argparse.Namespace) -> int:
     from backends.device_telemetry import detect_gpus
-    from backends.llama_cpp_backend import LlamaCppBackend
     from backends.placement import place
     from model_registry.resolve import resolve_model
     from speedlog import SessionRecorder
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     resolved = resolve_model(args.model, progress=common.StderrProgress())
     config = common.load_config(args, resolved)
     place(config, detect_gpus(), common.placement_request(args))
-    backend = LlamaCppBackend(config)
+    backend = draft_args.build_backend(args, config, progress=common.StderrProgress())
     model = backend.load()
     recorder = SessionRecorder(model, config, kind="chat", model_id=resolved.model_id)
     messages = [ChatMessage("system", args.system)] if args.system else []
@@ -95,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
     stats = meter.stats
     recorder.record(stats)
     if args.json:
-        print(json.dumps(reply_json(stats, model, finished.text), ensure_ascii=False))
+        data = reply_json(stats, model, finished.text)
+        draft = draft_args.draft_json(backend, stats)
+        if draft is not None:
+            data["draft"] = draft
+        print(json.dumps(data, ensure_ascii=False))
     else:
         # Text held back to the end (the start of a stop string that never completed) comes out now.
         sys.stdout.write(finished.text[shown:] + "\n")

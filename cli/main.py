@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_model_args(parser)
     common.add_generation_args(parser, defaults_only=True)
     common.add_gpu_args(parser)
+    importlib.import_module("cli.draft_args").add_draft_args(parser)
     parser.set_defaults(func=_run_tui)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
