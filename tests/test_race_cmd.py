@@ -46,7 +46,7 @@ def test_table_and_verdict_on_stdout(tiny_model: Path, deep_model: Path) -> None
     assert "── A · tiny.gguf F32 ──" in out and "── B · deep.gguf F32 ──" in out
     header = next(line for line in out.splitlines() if line.startswith("lane "))
     assert header.split() == ["lane", "model", "tokens", "tok/s", "TTFT", "prompt", "tok/s", "finish", "stop"]
-    assert "mode: simultaneous on one device: 1 threads per lane" in out
+    assert "mode: simultaneous on one device: 1 thread per lane" in out
     assert "× faster than" in out and "shared it" in out
     assert "note: simultaneous on one device: 2 threads split, 1 per lane" in proc.stderr
 
