@@ -168,7 +168,9 @@ class PromptLookupDrafter(Drafter):
 
     kind = "prompt lookup"
 
-    def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 2) -> None:
+        # min_ngram 2 by measurement (bench/speculative.py, SmolLM2 code edit): single-token matches
+        # propose mostly wrong continuations, and each wasted draft widens the verification batch.
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError("need 1 <= min_ngram <= max_ngram")
         self.max_ngram = max_ngram

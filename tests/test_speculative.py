@@ -261,7 +261,7 @@ def test_draft_failing_mid_reply_falls_back_to_plain_decoding(noisy_target: Path
 
 
 def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
-    lookup = PromptLookupDrafter(max_ngram=3)
+    lookup = PromptLookupDrafter(max_ngram=3, min_ngram=1)
     lookup.prefill([], CancelToken())
     assert lookup.propose([5, 6, 7, 8, 9, 1, 5, 6, 7], 3) == [8, 9, 1]
     # The most recent earlier occurrence wins, and longer n-grams before shorter ones.
@@ -269,6 +269,9 @@ def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     assert lookup.propose([5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 6, 7, 4, 4, 7], 2) == [4, 4]
     lookup.prefill([], CancelToken())
     assert lookup.propose([1, 2, 3, 4], 4) == []
+    pairs_only = PromptLookupDrafter()  # the default ignores single-token matches
+    assert pairs_only.propose([5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 6, 7, 4, 4, 7], 2) == []
+    assert pairs_only.propose([5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 6, 7], 2) == [2, 3]
 
 
 def test_prompt_lookup_end_to_end(inert_target: Path) -> None:
