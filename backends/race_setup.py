@@ -49,17 +49,18 @@ class RacePlan:
 
     def describe(self) -> str:
         if self.mode == "fair":
-            how = f"fair: one after the other, each with the whole machine ({threads(self.threads_per_lane)})"
+            how = ("fair: one after the other, each with the whole machine"
+                   f" ({threads_label(self.threads_per_lane)})")
             if self.load_in_turn:
                 how += ", loading each lane in turn"
         elif self.shared_device:
-            how = f"simultaneous on one device: {threads(self.threads_per_lane)} per lane"
+            how = f"simultaneous on one device: {threads_label(self.threads_per_lane)} per lane"
         else:
             how = "simultaneous: each lane on its own GPU"
         return how
 
 
-def threads(n: int) -> str:
+def threads_label(n: int) -> str:
     return "1 thread" if n == 1 else f"{n} threads"
 
 
@@ -116,7 +117,7 @@ def plan_race(
     total = threads or os.cpu_count() or 1
     per_lane = split_threads(total) if shared else total
     if shared:
-        notes.append(f"simultaneous on one device: {threads(total)} split, {per_lane} per lane")
+        notes.append(f"simultaneous on one device: {threads_label(total)} split, {per_lane} per lane")
     for index, lane in enumerate(lanes):
         if lane.config is None:
             continue

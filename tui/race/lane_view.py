@@ -12,7 +12,7 @@ from textual.widgets import Digits, Static
 
 from backends.meter import SpeedMeter
 from backends.race import Lane
-from backends.race_setup import threads
+from backends.race_setup import threads_label
 from model_registry.units import format_bytes, format_params
 from tui.chat.messages import AssistantMessage, UserMessage
 from tui.streaming import display_safe
@@ -45,7 +45,7 @@ def memory_line(lane: Lane) -> str:
                        if d.planned_bytes)
         parts.append(f"VRAM {on}" if on else "RAM only")
     elif lane.model is not None:
-        parts.append(f"RAM · {threads(lane.model.n_threads)}")
+        parts.append(f"RAM · {threads_label(lane.model.n_threads)}")
     return " · ".join(parts)
 
 
