@@ -37,7 +37,8 @@ def test_base_model_without_template_is_plain_completion() -> None:
     fmt = pick("gemma3", instruct=False)
     assert fmt.label.startswith("plain completion")
     assert not fmt.is_chat
-    text = fmt.render([ChatMessage("system", "ignored"), ChatMessage("user", "The capital of France is")]).text
+    messages = [ChatMessage("system", "ignored"), ChatMessage("user", "The capital of France is")]
+    text = fmt.render(messages).text
     assert text == "The capital of France is"
 
 

