@@ -62,8 +62,10 @@ async def test_prompt_streams_reply_with_summary_and_telemetry(tiny_model: Path)
         assert app.query_one("#prompt", Input).value == ""
 
 
-async def test_escape_stops_the_reply_and_keeps_the_partial(tiny_model: Path) -> None:
-    app = RecordingApp(model_ref=str(tiny_model), params=GenerationParams(max_tokens=1900, temperature=0))
+async def test_escape_stops_the_reply_and_keeps_the_partial(slow_prompt_model: Path) -> None:
+    # The wide model decodes slowly enough (a few hundred tok/s) that 3,500 tokens take seconds.
+    app = RecordingApp(model_ref=str(slow_prompt_model),
+                       params=GenerationParams(max_tokens=3500, temperature=0))
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: app.backend is not None)
         await send(pilot, "go on forever")
@@ -76,7 +78,7 @@ async def test_escape_stops_the_reply_and_keeps_the_partial(tiny_model: Path) ->
         await wait_for(pilot, lambda: bool(app.finished))
         stats = app.finished[0].stats
         assert stats.stop_reason == "cancelled"
-        assert 0 < stats.completion_tokens < 1900
+        assert 0 < stats.completion_tokens < 3500
         summary = app.query_one(AssistantMessage).query_one(".summary", Static)
         assert summary.has_class("stopped")
         assert "stopped" in str(summary.render())

@@ -18,6 +18,7 @@ from backends.placement import PlacementRequest
 from backends.split_planner import SplitPlan
 from model_registry.errors import TokraceError
 from model_registry.units import format_bytes
+from tui.chat.draft import DraftChoice, DraftPicker
 from tui.chat.screen import ChatScreen, ReplyFinished
 from tui.race.screen import RaceScreen, RaceSetup
 from tui.widgets.error_modal import ErrorModal
@@ -58,6 +59,7 @@ class TokraceApp(App[None]):
         Binding("ctrl+o", "open_models", "Models", id="app.models"),
         Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions"),
         Binding("ctrl+r", "toggle_race", "Race", id="app.race"),
+        Binding("ctrl+d", "choose_draft", "Draft", id="app.draft"),
     ]
 
     def __init__(
@@ -70,6 +72,7 @@ class TokraceApp(App[None]):
         backend: Backend | None = None,
         sampler: DeviceSampler | None = None,
         race: RaceSetup | None = None,
+        draft: DraftChoice | None = None,
     ) -> None:
         """``model_ref`` is resolved and loaded in the background; tests may pass a loaded ``backend``.
         ``configure`` carries flag overrides (its ``path`` is ignored: the resolved model's is used).
@@ -86,6 +89,7 @@ class TokraceApp(App[None]):
         self.backend = backend
         self.sampler = sampler if sampler is not None else DeviceSampler()
         self.chat = ChatScreen(self.params)
+        self.draft = draft or DraftChoice()
         self.race_setup = race
         self.race: RaceScreen | None = None
         self._chat_load_started = race is None
@@ -113,9 +117,9 @@ class TokraceApp(App[None]):
     # -- loading ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
-        from backends.llama_cpp_backend import LlamaCppBackend
         from backends.placement import place
         from backends.roofline import cpu_bandwidth
+        from cli.draft_args import build_drafted_backend
         from model_registry.resolve import resolve_model
         from speedlog import SessionRecorder
 
@@ -131,9 +135,16 @@ class TokraceApp(App[None]):
             if self.configure is not None:
                 config.n_threads = self.configure.n_threads
             plan = place(config, self.sampler.latest().gpus, self.request)
-            backend = LlamaCppBackend(config)
+            d = self.draft
+            backend = build_drafted_backend(config, d.ref, lookup=d.lookup, k=d.k, adaptive=d.adaptive,
+                                            progress=progress)
             backend.load()
-            recorder = SessionRecorder(backend.model, config, kind="chat", model_id=resolved.model_id)
+            draft_model = getattr(backend, "draft_model", None)
+            recorder = SessionRecorder(
+                backend.model, config, kind="chat", model_id=resolved.model_id,
+                draft_model=(draft_model.name if draft_model else "prompt lookup") if d.active else None,
+                draft_k=getattr(backend, "k", None),
+            )
             # Measured once per machine (~0.3 s), then cached: the CPU side of the roofline.
             bandwidth = cpu_bandwidth().bytes_per_s
         except TokraceError as err:
@@ -177,6 +188,27 @@ class TokraceApp(App[None]):
         except TokraceError as err:
             self.call_from_thread(self.notify, f"speed log not written: {err}", severity="error")
 
+    def action_choose_draft(self) -> None:
+        """Pick a draft model (only vocabulary-compatible ones are offered), then reload with it."""
+        backend = self.backend
+        target = getattr(backend, "target", backend)
+        info = getattr(target, "info", None)
+        if backend is None or info is None:
+            self.notify("Load a model first.", severity="warning")
+            return
+
+        def chosen(choice: DraftChoice | None) -> None:
+            if choice is None or choice == self.draft:
+                return
+            if self.chat.generating:
+                self.notify("Stop the reply (Esc) before changing the draft.", severity="warning")
+                return
+            self.draft = choice
+            self.chat.set_status("loading with the new draft setting…")
+            self.load_model()
+
+        self.push_screen(DraftPicker(info, backend.model.path, self.draft), callback=chosen)
+
     def action_open_sessions(self) -> None:
         from tui.screens.sessions_screen import SessionsScreen
 
@@ -216,6 +248,10 @@ class TokraceApp(App[None]):
         yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
         yield SystemCommand("Stop reply", "Stop the streaming reply (Esc)", self.chat.action_stop_reply)
         yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
+        yield SystemCommand("Draft model", "Speculative decoding: pick a draft or prompt lookup (Ctrl+D)",
+                            self.action_choose_draft)
+        yield SystemCommand("A/B rerun without the draft", "Measure the draft's speedup (Ctrl+B)",
+                            self.chat.action_ab_rerun)
         yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
                             self.action_open_sessions)
         yield SystemCommand("Race", "Two models, one prompt, side by side (Ctrl+R)", self.action_toggle_race)
@@ -227,8 +263,9 @@ def run_app(args: argparse.Namespace) -> int:
 
     # Flag overrides only; the path is filled in once the model is resolved in the background.
     configure = common.load_config(args, ResolvedModel(path=Path(""), model_id=""))
+    draft = DraftChoice(ref=args.draft, lookup=args.lookup, k=args.draft_k, adaptive=args.adaptive_k)
     app = TokraceApp(model_ref=args.model, configure=configure, request=common.placement_request(args),
-                     params=common.generation_params(args))
+                     params=common.generation_params(args), draft=draft)
     app.run()
     return 0
 

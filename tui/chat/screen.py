@@ -17,6 +17,7 @@ from backends.meter import ReplyStats, SpeedMeter
 from backends.placement import ceiling_tok_s
 from backends.roofline import efficiency_line, gpu_bandwidths
 from model_registry.units import format_bytes, format_params
+from tui.chat.draft import draft_label
 from tui.chat.messages import AssistantMessage, UserMessage
 from tui.streaming import stream_chat_reply
 from tui.widgets.telemetry_panel import TelemetryPanel
@@ -37,10 +38,21 @@ class ReplyFinished(Message):
         """Peak memory and energy while the reply ran (device telemetry), when measured."""
 
 
+def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
+    """`` · draft 4.27× faster (149.6 vs 35.0 tok/s), 100% accepted ÷ drafted``."""
+    a, b = with_draft.gen_tok_s, without.gen_tok_s
+    if not (a and b):
+        return " · speedup unknown (too few tokens)"
+    acc = with_draft.acceptance_rate
+    accepted = f", {acc:.0%} accepted ÷ drafted" if acc is not None else ""
+    return f" · draft {a / b:.2f}× faster ({a:.1f} vs {b:.1f} tok/s){accepted}"
+
+
 class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "stop_reply", "Stop", id="chat.stop"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+        Binding("ctrl+b", "ab_rerun", "A/B", id="chat.ab", show=False),
     ]
     DEFAULT_CSS = """
     ChatScreen #body { height: 1fr; }
@@ -56,6 +68,8 @@ class ChatScreen(Screen[None]):
         self.backend: Backend | None = None
         self.history: list[ChatMessage] = []
         self.meter: SpeedMeter | None = None
+        self.last_drafted: ReplyStats | None = None
+        """The last reply made with a draft: what an A/B rerun compares against."""
         self._cancel: CancelToken | None = None
         self._ready = False
         self._status = "loading model…"
@@ -94,7 +108,9 @@ class ChatScreen(Screen[None]):
         m = backend.model
         self.call_after_refresh(self._set_titles, m)
         build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
-        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{build}")
+        draft = draft_label(backend)
+        draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
+        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{draft}{build}")
         prompt = self.query_one("#prompt", Input)
         prompt.disabled = False
         prompt.placeholder = "Message (Enter sends, Esc stops, Ctrl+N new chat)"
@@ -134,23 +150,54 @@ class ChatScreen(Screen[None]):
         self._cancel = CancelToken()
         self.generate(reply, self.meter, self._cancel)
 
-    @work(exclusive=True, group="generate")
-    async def generate(self, reply: AssistantMessage, meter: SpeedMeter, cancel: CancelToken) -> None:
-        assert self.backend is not None
+    def action_ab_rerun(self) -> None:
+        """Rerun the last prompt on the same loaded model without the draft, and show the speedup."""
         backend = self.backend
+        target = getattr(backend, "target", None)
+        if backend is None or target is None or not backend.supports_draft:
+            self.notify("A/B needs a draft: pick one with Ctrl+D or start with --draft/--lookup.")
+            return
+        if self.generating or self.last_drafted is None:
+            self.notify("Send a prompt first and let the reply finish.", severity="warning")
+            return
+        # The conversation up to the last prompt; the rerun is a measurement, not a new turn.
+        upto = max(i for i, m in enumerate(self.history) if m.role == "user") + 1
+        messages = self.query_one("#messages", VerticalScroll)
+        reply = AssistantMessage()
+        messages.mount(reply)
+        messages.anchor()
+        self.meter = SpeedMeter()
+        self._cancel = CancelToken()
+        self.generate(reply, self.meter, self._cancel, backend=target, messages=self.history[:upto],
+                      against=self.last_drafted)
+
+    @work(exclusive=True, group="generate")
+    async def generate(self, reply: AssistantMessage, meter: SpeedMeter, cancel: CancelToken, *,
+                       backend: Backend | None = None, messages: list[ChatMessage] | None = None,
+                       against: ReplyStats | None = None) -> None:
+        """Stream one reply. With ``messages`` it is an A/B rerun: nothing is added to the history
+        and the summary compares its speed with ``against`` (the drafted reply)."""
+        backend = backend or self.backend
+        assert backend is not None
+        is_rerun = messages is not None
         sampler = getattr(self.app, "sampler", None)
         window_id = sampler.begin_window() if hasattr(sampler, "begin_window") else None
         try:
             finished = await stream_chat_reply(
-                backend, self.history, self.params, reply.markdown, meter, cancel
+                backend, messages if is_rerun else self.history, self.params, reply.markdown, meter,
+                cancel,
             )
         finally:
             if self._cancel is cancel:
                 self._cancel = None
-        if finished.text:
+        if finished.text and not is_rerun:
             self.history.append(ChatMessage("assistant", finished.text))
+        if not is_rerun:
+            self.last_drafted = meter.stats if backend.supports_draft else None
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
         summary = meter.stats.summary_line()
+        if against is not None:
+            summary = "A/B without the draft: " + summary + ab_line(against, meter.stats)
         if finished.error:
             summary += f" · {finished.error}"
         reply.set_summary(summary, state=state, notice=finished.notice)
@@ -168,6 +215,7 @@ class ChatScreen(Screen[None]):
         self._cancel = None
         self.history.clear()
         self.meter = None
+        self.last_drafted = None
         # No backend.reset(): the generating thread may still be winding down, and the next prompt's
         # prefix match drops whatever KV cache no longer applies anyway.
         self.query_one("#messages", VerticalScroll).remove_children()

@@ -78,4 +78,5 @@ class TelemetryPanel(Vertical):
         if s.drafted:
             lines.append(f"draft     {s.accepted}/{s.drafted} accepted ÷ drafted "
                          f"({_fmt(s.acceptance_rate, '{:.0%}')})")
+            lines.append(f"          {s.accepted / max(1, s.draft_steps):.1f} accepted per step")
         self.query_one("#figures", Static).update("\n".join(lines))

@@ -1,0 +1,124 @@
+"""Speculative decoding in the chat: which draft is in use, and a picker that offers only drafts whose
+vocabulary matches the loaded model (token ids pass between the two unchanged)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, OptionList
+from textual.widgets.option_list import Option
+
+from backends.base import Backend
+from model_registry.gguf_meta import GGUFInfo
+
+
+@dataclass(frozen=True, slots=True)
+class DraftChoice:
+    """What drafts for the chat model: a model (catalog id or path), prompt lookup, or nothing."""
+
+    ref: str | None = None
+    lookup: bool = False
+    k: int | None = None
+    adaptive: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.ref is not None or self.lookup
+
+
+def draft_label(backend: Backend) -> str | None:
+    """``draft smollm2-135m (k=4)`` / ``prompt lookup (k=4, adaptive)`` for the status line."""
+    if not backend.supports_draft:
+        return None
+    draft_model = getattr(backend, "draft_model", None)
+    what = f"draft {draft_model.name}" if draft_model is not None else "prompt lookup"
+    k = getattr(backend, "k", None)
+    extra = ", adaptive" if getattr(backend, "adaptive", False) else ""
+    return f"{what} (k={k}{extra})" if k else what
+
+
+def compatible_drafts(target: GGUFInfo, target_path: str) -> list[tuple[str, str]]:
+    """(label, ref) of local models that can draft for ``target``: same token table, smaller file."""
+    from backends.draft_compat import vocab_mismatch
+    from model_registry.errors import TokraceError
+    from model_registry.gguf_meta import read_gguf_info
+    from model_registry.listing import list_models
+
+    out = []
+    for row in list_models():
+        path = row.get("path")
+        if not path or Path(path).resolve() == Path(target_path).resolve():
+            continue
+        try:
+            info = read_gguf_info(path)
+        except TokraceError:
+            continue
+        if vocab_mismatch(target, info) is None and (info.file_size or 0) < (target.file_size or 0):
+            ref = row["id"] if row.get("source") in ("hf", "pypi", "file") else path
+            out.append((f"{row['id']} ({info.quantization}, {info.n_params / 1e6:.0f}M params)", ref))
+    return out
+
+
+class DraftPicker(ModalScreen[DraftChoice | None]):
+    """No draft / prompt lookup / each compatible local model."""
+
+    DEFAULT_CSS = """
+    DraftPicker { align: center middle; }
+    DraftPicker > Vertical { width: 80; height: auto; max-height: 24; padding: 1 2;
+                             border: thick $accent; background: $surface; }
+    DraftPicker OptionList { height: auto; max-height: 16; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="draft.cancel")]
+
+    def __init__(self, target: GGUFInfo, target_path: str, current: DraftChoice) -> None:
+        super().__init__()
+        self.target = target
+        self.target_path = target_path
+        self.current = current
+        self._choices: list[DraftChoice] = [DraftChoice(), DraftChoice(lookup=True, k=current.k)]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]Draft model[/b] (only models with the same vocabulary are listed)")
+            yield OptionList(
+                Option("No draft: plain decoding", id="none"),
+                Option("Prompt lookup: n-gram drafting from the context, no second model", id="lookup"),
+                Option("checking local models…", id="checking", disabled=True),
+            )
+
+    def on_mount(self) -> None:
+        self.find_drafts()
+
+    @work(thread=True)
+    def find_drafts(self) -> None:
+        found = compatible_drafts(self.target, self.target_path)
+        self.app.call_from_thread(self._show, found)
+
+    def _show(self, found: list[tuple[str, str]]) -> None:
+        options = self.query_one(OptionList)
+        options.remove_option("checking")
+        for label, ref in found:
+            self._choices.append(DraftChoice(ref=ref, k=self.current.k, adaptive=self.current.adaptive))
+            options.add_option(Option(label, id=f"model-{len(self._choices) - 1}"))
+        if not found:
+            options.add_option(Option("no local model shares this vocabulary (pull a smaller one of "
+                                      "the same family)", disabled=True))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        option_id = event.option.id or ""
+        if option_id == "none":
+            self.dismiss(self._choices[0])
+        elif option_id == "lookup":
+            self.dismiss(self._choices[1])
+        elif option_id.startswith("model-"):
+            self.dismiss(self._choices[int(option_id.removeprefix("model-"))])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
