@@ -1,11 +1,12 @@
 """What tokrace costs on top of llama.cpp: generation tok/s of
 
   raw   llama-cpp-python's own ``Llama.generate`` loop (token ids, timestamp per token)
-  cli   the ``tokrace chat --json`` pipeline, run in-process (its ``run()``; JSON parsed back)
+  cli   the ``tokrace chat --json`` pipeline: backend events → speed meter → JSON
   ui    the Textual app, headless, streaming into the chat screen
 
-on the same model, prompt and greedy settings, interleaved round by round in one process so machine
-noise hits all three alike. Every figure is (tokens − 1) ÷ (last − first token time).
+on the same model, prompt and greedy settings: three loaded instances, each warmed once, then
+interleaved round by round in one process so machine noise hits all three alike. Every figure is
+(tokens − 1) ÷ (last − first token time).
 
     .venv/bin/python bench/overhead.py [--model M] [--rounds 5] [--tokens 128] [--threads N]
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import io
 import json
 import os
 import statistics
@@ -26,11 +25,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llama_cpp import Llama
+from textual.pilot import Pilot
 
-from backends.base import GenerationParams
-from backends.meter import rate
-from cli.main import build_parser
+from backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from backends.events import GenerationFinished
+from backends.llama_cpp_backend import LlamaCppBackend
+from backends.meter import SpeedMeter, rate
+from cli.chat_cmd import reply_json
 from model_registry.resolve import resolve_model
+from tui.app import TokraceApp
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -51,35 +54,35 @@ def raw_tok_s(llm: Llama, n_tokens: int) -> float:
     return rate(len(times), times[0], times[-1]) or 0.0
 
 
-def cli_tok_s(model: str, n_tokens: int, threads: int) -> float:
-    args = build_parser().parse_args(
-        ["chat", "-m", model, "--prompt", PROMPT, "-n", str(n_tokens), "-t", "0", "--json",
-         "--threads", str(threads)]
-    )
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        args.func(args)
-    return float(json.loads(out.getvalue())["gen_tok_s"])
+def cli_tok_s(backend: LlamaCppBackend, n_tokens: int) -> float:
+    """What ``tokrace chat --json`` does per reply: stream events, meter them, build the JSON."""
+    meter = SpeedMeter()
+    params = GenerationParams(max_tokens=n_tokens, temperature=0.0)
+    finished = None
+    for event in backend.stream_chat([ChatMessage("user", PROMPT)], params, CancelToken()):
+        meter.observe(event)
+        if isinstance(event, GenerationFinished):
+            finished = event
+    assert finished is not None
+    data = json.loads(json.dumps(reply_json(meter.stats, backend.model, finished.text)))
+    return float(data["gen_tok_s"])
 
 
-def ui_tok_s(model: str, n_tokens: int, threads: int) -> float:
-    from backends.base import LoadConfig
-    from tui.app import TokraceApp
+async def ui_tok_s(app: TokraceApp, pilot: Pilot, n_tokens: int) -> float:
+    app.chat.action_new_chat()
+    await pilot.pause(0.2)
+    app.chat.send(PROMPT)
+    await pilot.pause(0.2)
+    while app.chat.generating:
+        await pilot.pause(0.05)
+    assert app.chat.meter is not None
+    return app.chat.meter.stats.gen_tok_s or 0.0
 
-    async def go() -> float:
-        app = TokraceApp(model_ref=model, configure=LoadConfig(path="", n_threads=threads),
-                         params=GenerationParams(max_tokens=n_tokens, temperature=0.0))
-        async with app.run_test(size=(120, 40)) as pilot:
-            while app.backend is None or app.chat.backend is None:
-                await pilot.pause(0.05)
-            app.chat.send(PROMPT)
-            await pilot.pause(0.2)
-            while app.chat.generating:
-                await pilot.pause(0.05)
-            assert app.chat.meter is not None
-            return app.chat.meter.stats.gen_tok_s or 0.0
 
-    return asyncio.run(go())
+def load(path: str, threads: int) -> LlamaCppBackend:
+    backend = LlamaCppBackend(LoadConfig(path=path, n_threads=threads))
+    backend.load()
+    return backend
 
 
 def main() -> None:
@@ -93,13 +96,26 @@ def main() -> None:
     resolved = resolve_model(a.model)
     path = str(resolved.path)
     llm = Llama(model_path=path, n_ctx=4096, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
+    cli_backend, ui_backend = load(path, a.threads), load(path, a.threads)
     results: dict[str, list[float]] = {"raw": [], "cli": [], "ui": []}
-    raw_tok_s(llm, 16)  # warm-up
-    for r in range(a.rounds):
-        results["raw"].append(raw_tok_s(llm, a.tokens))
-        results["cli"].append(cli_tok_s(path, a.tokens, a.threads))
-        results["ui"].append(ui_tok_s(path, a.tokens, a.threads))
-        print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:6.1f}" for k, v in results.items()), flush=True)
+
+    async def rounds() -> None:
+        app = TokraceApp(backend=ui_backend, params=GenerationParams(max_tokens=a.tokens, temperature=0.0))
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.chat.backend is None or not app.chat._ready:
+                await pilot.pause(0.05)
+            # Warm every path once: the first decodes of a fresh context are slower.
+            raw_tok_s(llm, 16)
+            cli_tok_s(cli_backend, 16)
+            await ui_tok_s(app, pilot, 16)
+            for r in range(a.rounds):
+                results["raw"].append(raw_tok_s(llm, a.tokens))
+                results["cli"].append(cli_tok_s(cli_backend, a.tokens))
+                results["ui"].append(await ui_tok_s(app, pilot, a.tokens))
+                print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:6.1f}" for k, v in results.items()),
+                      flush=True)
+
+    asyncio.run(rounds())
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"\nmodel {Path(path).name}, {a.tokens} tokens, greedy, {a.threads} threads, {a.rounds} rounds")
     print("| path | median tg tok/s | ratio to raw |")

@@ -23,9 +23,10 @@ from backends.pump import EventPump
 _CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
 
 
-# Render at most this often. Each render holds the GIL in the UI thread; past ~30 Hz the eye sees no
+# Render at most this often. Each render costs ~15 ms of UI CPU (Textual compositor) that llama.cpp's
+# threads then lack; past ~10 Hz a reader sees no
 # difference, and the pump keeps coalescing meanwhile, so the generator is never held up.
-MIN_RENDER_INTERVAL_S = 1 / 30
+MIN_RENDER_INTERVAL_S = 1 / 10
 
 
 def display_safe(text: str) -> str:
