@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadConfig, LoadedModel
@@ -130,6 +131,8 @@ class Lane:
     plan: Any = None
     """The split plan its load used (for the roofline), when known."""
     model_id: str | None = None
+    draft: str | None = None
+    """The draft model this lane decodes with (speculative decoding), as the user gave it."""
     need_bytes: int | None = None
     load_error: str | None = None
     history: list[ChatMessage] = field(default_factory=list)
@@ -151,7 +154,9 @@ class Lane:
 
     @property
     def title(self) -> str:
-        return lane_title(self.model) if self.model is not None else self.ref
+        base = lane_title(self.model) if self.model is not None else self.ref
+        # A lane racing with a draft model says so.
+        return f"{base} + draft {Path(self.draft).name}" if self.draft else base
 
     def load(self) -> bool:
         """Load the model if needed; on failure keep the one-line error and return False."""

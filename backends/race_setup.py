@@ -64,10 +64,10 @@ def threads_label(n: int) -> str:
     return "1 thread" if n == 1 else f"{n} threads"
 
 
-def _llama_factory(config: LoadConfig) -> Backend:
-    from backends.llama_cpp_backend import LlamaCppBackend
+def _llama_factory(config: LoadConfig, draft: str | None = None, draft_k: int | None = None) -> Backend:
+    from backends.draft_setup import build_drafted_backend
 
-    return LlamaCppBackend(config)
+    return build_drafted_backend(config, draft, k=draft_k if draft else None)
 
 
 def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None) -> Lane:
@@ -96,8 +96,13 @@ def plan_race(
     gpus: Sequence[GpuSample],
     progress: ProgressFn | None = None,
     ram_available: int | None = None,
+    drafts: Sequence[str | None] = (None, None),
+    draft_k: int | None = None,
 ) -> RacePlan:
-    """Everything before loading. Raises ``TokraceError`` only when no lane can race at all."""
+    """Everything before loading. Raises ``TokraceError`` only when no lane can race at all.
+
+    ``drafts[i]`` gives lane i a draft model (speculative decoding), e.g. to race a model against
+    itself with a draft: ``tokrace race M M --draft-b D``."""
     lanes = [resolve_lane(label, ref, progress) for label, ref in zip(LABELS, refs, strict=True)]
     if all(lane.load_error for lane in lanes):
         raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes))
@@ -133,7 +138,9 @@ def plan_race(
             lane.load_error = str(err)
             continue
         config = lane.config
-        lane.factory = lambda config=config: _llama_factory(config)
+        draft = drafts[index] if index < len(drafts) else None
+        lane.draft = draft
+        lane.factory = lambda config=config, draft=draft: _llama_factory(config, draft, draft_k)
     return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes)
 
 

@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fair: one after the other, each with the whole machine (default on one device);"
                         " simultaneous: both at once")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--draft-a", default=None, metavar="D", help="a draft model for lane A")
+    p.add_argument("--draft-b", default=None, metavar="D",
+                   help="a draft model for lane B (race M M --draft-b D: the draft's speedup)")
+    p.add_argument("--draft-k", type=common.positive_int, default=None, metavar="K",
+                   help="tokens drafted per step for drafted lanes (default: 4)")
     common.add_generation_args(p)
     common.add_gpu_args(p)
     p.set_defaults(func=run)
@@ -50,8 +55,10 @@ def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
         data["model"] = lane.ref
         data["model_file"] = None
     data["lane"] = lane.label
+    data["title"] = lane.title
     data["ran"] = result.ran
     data["error"] = result.error
+    data["draft"] = lane.draft
     return data
 
 
@@ -110,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     gpus = detect_gpus()
     plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=args.threads,
                      request=common.placement_request(args), gpus=gpus,
-                     progress=common.StderrProgress())
+                     progress=common.StderrProgress(), drafts=(args.draft_a, args.draft_b),
+                     draft_k=args.draft_k)
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     cancel = CancelToken()

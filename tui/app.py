@@ -126,9 +126,9 @@ class TokraceApp(App[None]):
     # -- loading ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
+        from backends.draft_setup import build_drafted_backend
         from backends.placement import place
         from backends.roofline import cpu_bandwidth
-        from cli.draft_args import build_drafted_backend
         from model_registry.resolve import resolve_model
         from speedlog import SessionRecorder
 
@@ -284,7 +284,8 @@ def run_race_app(args: argparse.Namespace) -> int:
     from cli import common
 
     setup = RaceSetup(refs=[args.model_a, args.model_b], mode=args.mode, threads=args.threads,
-                      request=common.placement_request(args))
+                      request=common.placement_request(args), drafts=(args.draft_a, args.draft_b),
+                      draft_k=args.draft_k)
     app = TokraceApp(params=common.generation_params(args), race=setup)
     app.run()
     return 0

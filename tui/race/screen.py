@@ -52,6 +52,8 @@ class RaceSetup:
     mode: RaceMode | None = None
     threads: int | None = None
     request: PlacementRequest = field(default_factory=PlacementRequest)
+    drafts: tuple[str | None, str | None] = (None, None)
+    draft_k: int | None = None
     lanes: list[Lane] | None = None
     """Lanes with loaded backends (tests, scripts); skips resolving and loading."""
     record: bool = True
@@ -132,7 +134,8 @@ class RaceScreen(Screen[None]):
             return
         try:
             plan = plan_race(refs, mode=self.setup.mode, threads=self.setup.threads,
-                             request=self.setup.request, gpus=detect_gpus())
+                             request=self.setup.request, gpus=detect_gpus(), drafts=self.setup.drafts,
+                             draft_k=self.setup.draft_k)
         except TokraceError as err:
             self.app.call_from_thread(self.set_status, f"no race: {err}")
             return
