@@ -52,3 +52,13 @@ def ceiling_tok_s(plan: SplitPlan, gpu_bandwidths: Sequence[float] | None, cpu_b
     if cpu_bandwidth is None or (plan.per_device and not gpu_bandwidths):
         return None
     return plan_ceiling_tok_s(plan, list(gpu_bandwidths or []), cpu_bandwidth, n_past=n_past)
+
+
+def placement_label(plan: SplitPlan) -> str:
+    """One line for the status bar: where the layers went."""
+    total = plan.n_layers + 1  # llama.cpp counts the output head as a layer to offload
+    if not plan.per_device or plan.n_gpu_layers == 0:
+        return "all layers on CPU"
+    gpus = f"{len(plan.per_device)} GPUs ({plan.split_mode} split)" if len(plan.per_device) > 1 else "GPU"
+    cpu = f", {plan.cpu_layers} on CPU" if plan.cpu_layers else ""
+    return f"{plan.n_gpu_layers}/{total} layers on {gpus}{cpu}"

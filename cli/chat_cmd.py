@@ -63,18 +63,29 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterat
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.device_telemetry import detect_gpus
+    from backends.device_telemetry import DeviceSampler, detect_gpus
     from backends.placement import place
+    from backends.reply_extras import extras, extras_line
     from model_registry.resolve import resolve_model
     from speedlog import SessionRecorder
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     resolved = resolve_model(args.model, progress=common.StderrProgress())
     config = common.load_config(args, resolved)
-    place(config, detect_gpus(), common.placement_request(args))
+    gpus = detect_gpus()
+    place(config, gpus, common.placement_request(args))
     backend = draft_args.build_backend(args, config, progress=common.StderrProgress())
     model = backend.load()
-    recorder = SessionRecorder(model, config, kind="chat", model_id=resolved.model_id)
+    draft_model = getattr(backend, "draft_model", None)
+    recorder = SessionRecorder(
+        model, config, kind="chat", model_id=resolved.model_id,
+        draft_model=(draft_model.name if draft_model else "prompt lookup") if backend.supports_draft
+        else None,
+        draft_k=getattr(backend, "k", None),
+    )
+    # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
+    sampler = DeviceSampler().start() if gpus else None
+    window_id = sampler.begin_window() if sampler else None
     messages = [ChatMessage("system", args.system)] if args.system else []
     messages.append(ChatMessage("user", prompt))
     meter = SpeedMeter()
@@ -93,9 +104,15 @@ def run(args: argparse.Namespace) -> int:
     backend.unload()
     assert finished is not None  # stream_chat always ends with GenerationFinished
     stats = meter.stats
-    recorder.record(stats)
+    window = sampler.end_window(window_id) if sampler and window_id is not None else None
+    if sampler:
+        sampler.stop()
+    recorder.record(stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
+                    energy_j=window.energy_j if window else None)
+    price = getattr(args, "price_per_hour", None)
     if args.json:
         data = reply_json(stats, model, finished.text)
+        data.update(extras(stats, window, price))
         draft = draft_args.draft_json(backend, stats)
         if draft is not None:
             data["draft"] = draft
@@ -104,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         # Text held back to the end (the start of a stop string that never completed) comes out now.
         sys.stdout.write(finished.text[shown:] + "\n")
         sys.stdout.flush()
-        print(stats.summary_line(), file=sys.stderr)
+        print(stats.summary_line() + extras_line(stats, window, price), file=sys.stderr)
         if finished.notice:
             print(f"note: {finished.notice}", file=sys.stderr)
     if finished.stop_reason == "error":

@@ -61,6 +61,8 @@ def add_gpu_args(parser: argparse.ArgumentParser) -> None:
                    help="fraction of the model per GPU, e.g. 1,1")
     g.add_argument("--split-mode", choices=["none", "layer", "row"], default=None)
     g.add_argument("--main-gpu", type=int, default=None, metavar="I")
+    g.add_argument("--price-per-hour", type=non_negative_float, default=None, metavar="USD",
+                   help="what the hardware costs per hour: adds $ per 1K prompt/generated tokens")
 
 
 def generation_params(args: argparse.Namespace) -> GenerationParams:

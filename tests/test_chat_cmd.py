@@ -89,3 +89,15 @@ def test_context_larger_than_the_model_is_refused(tiny_model: Path) -> None:
 def test_bad_flag_values_are_usage_errors(tiny_model: Path) -> None:
     proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "--max-tokens", "0")
     assert proc.returncode == 2 and "above 0" in proc.stderr
+
+
+def test_price_per_hour_adds_cost_per_1k_tokens(tiny_model: Path) -> None:
+    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "16", "-t", "0", "--json",
+                   "--price-per-hour", "3.6")
+    data = json.loads(proc.stdout)
+    # $3.60/h = $0.001/s: at r tok/s, 1K tokens cost 1000 ÷ r × $0.001.
+    assert data["cost_per_1k_generated"] == pytest.approx(1.0 / data["gen_tok_s"])
+    assert data["cost_per_1k_prompt"] == pytest.approx(1.0 / data["prompt_tok_s"])
+    assert data["peak_vram_bytes"] is None  # no GPU: nothing measured, nothing invented
+    text = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "8", "--price-per-hour", "2")
+    assert "cost: $" in text.stderr.splitlines()[-1]

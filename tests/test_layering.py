@@ -36,3 +36,14 @@ def test_registry_does_not_depend_on_backends() -> None:
                for line in p.read_text().splitlines())
     ]
     assert offenders == []
+
+
+def test_domain_packages_do_not_import_cli_or_tui() -> None:
+    """backends/, model_registry/ and speedlog/ sit below the CLI and the UI, never above them."""
+    offenders = []
+    for pkg in DOMAIN:
+        for p in (ROOT / pkg).rglob("*.py"):
+            for line in p.read_text().splitlines():
+                if line.lstrip().startswith(("from cli", "import cli", "from tui", "import tui")):
+                    offenders.append(f"{p.relative_to(ROOT)}: {line.strip()}")
+    assert offenders == []

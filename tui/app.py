@@ -76,6 +76,7 @@ class TokraceApp(App[None]):
         sampler: DeviceSampler | None = None,
         race: RaceSetup | None = None,
         draft: DraftChoice | None = None,
+        price_per_hour: float | None = None,
     ) -> None:
         """``model_ref`` is resolved and loaded in the background; tests may pass a loaded ``backend``.
         ``configure`` carries flag overrides (its ``path`` is ignored: the resolved model's is used).
@@ -93,6 +94,8 @@ class TokraceApp(App[None]):
         self.sampler = sampler if sampler is not None else DeviceSampler()
         self.chat = ChatScreen(self.params)
         self.draft = draft or DraftChoice()
+        self.price_per_hour = price_per_hour
+        """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
         self.race: RaceScreen | None = None
         self._chat_load_started = race is None
@@ -274,7 +277,8 @@ def run_app(args: argparse.Namespace) -> int:
     configure = common.load_config(args, ResolvedModel(path=Path(""), model_id=""))
     draft = DraftChoice(ref=args.draft, lookup=args.lookup, k=args.draft_k, adaptive=args.adaptive_k)
     app = TokraceApp(model_ref=args.model, configure=configure, request=common.placement_request(args),
-                     params=common.generation_params(args), draft=draft)
+                     params=common.generation_params(args), draft=draft,
+                     price_per_hour=args.price_per_hour)
     app.run()
     return 0
 

@@ -14,7 +14,8 @@ from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, L
 from backends.device_telemetry import DeviceSnapshot, WindowStats
 from backends.events import GenerationFinished
 from backends.meter import ReplyStats, SpeedMeter
-from backends.placement import ceiling_tok_s
+from backends.placement import ceiling_tok_s, placement_label
+from backends.reply_extras import extras_line
 from backends.roofline import efficiency_line, gpu_bandwidths
 from model_registry.units import format_bytes, format_params
 from tui.chat.draft import draft_label
@@ -110,7 +111,9 @@ class ChatScreen(Screen[None]):
         build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
         draft = draft_label(backend)
         draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
-        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{draft}{build}")
+        plan = getattr(self.app, "plan", None)
+        where = f" · {placement_label(plan)}" if plan is not None else ""
+        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}")
         prompt = self.query_one("#prompt", Input)
         prompt.disabled = False
         prompt.placeholder = "Message (Enter sends, Esc stops, Ctrl+N new chat)"
@@ -198,11 +201,12 @@ class ChatScreen(Screen[None]):
         summary = meter.stats.summary_line()
         if against is not None:
             summary = "A/B without the draft: " + summary + ab_line(against, meter.stats)
+        window = sampler.end_window(window_id) if window_id is not None else None
+        summary += extras_line(meter.stats, window, getattr(self.app, "price_per_hour", None))
         if finished.error:
             summary += f" · {finished.error}"
         reply.set_summary(summary, state=state, notice=finished.notice)
         self.refresh_telemetry()
-        window = sampler.end_window(window_id) if window_id is not None else None
         self.post_message(ReplyFinished(meter.stats, backend.model, finished, window))
 
     def action_stop_reply(self) -> None:
