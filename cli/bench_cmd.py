@@ -38,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="a JSON array: one object per model and test")
     out.add_argument("--md", action="store_true", help="a Markdown table (the default)")
+    p.add_argument("--draft", default=None, metavar="D",
+                   help="also time greedy generation with and without this draft model (tgN-gen, tgN-draft)")
+    p.add_argument("--draft-k", type=positive_int, default=None, metavar="K",
+                   help="tokens drafted per verification step (default: 4)")
     p.add_argument("--no-log", action="store_true", help="do not record the results")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -49,8 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from model_registry.resolve import resolve_model
     from speedlog import SpeedLog, new_session_id
     from speedlog.bench import bench_model, markdown_table, regression_message
+    from speedlog.bench_draft import bench_draft
 
     tests = [(p, 0) for p in args.n_prompt if p] + [(0, n) for n in args.n_gen if n]
+    if args.draft_k and not args.draft:
+        raise TokraceError("--draft-k needs --draft D")
+    if args.draft and not any(args.n_gen):
+        raise TokraceError("--draft times generation: give -n a size above 0")
     if not tests:
         raise TokraceError("no test to run: give -p or -n a size above 0")
 
@@ -71,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
                 threads=args.threads, model_id=resolved.model_id, chat_template=resolved.chat_template,
                 log=None if args.no_log else log, history=history, progress=progress,
             )
+            if args.draft:
+                results += bench_draft(
+                    str(resolved.path), args.draft, [n for n in args.n_gen if n], args.repetitions,
+                    session_id=session_id, threads=args.threads, k=args.draft_k,
+                    model_id=resolved.model_id, log=None if args.no_log else log, history=history,
+                    progress=progress,
+                )
     finally:
         log.close()
     if args.json:

@@ -184,6 +184,9 @@ class BenchResult:
         if n_perf and t_perf:
             # Inside llama_decode only, over all repetitions: ours also counts the Python per call.
             out["llama_perf_ts"] = n_perf * 1000.0 / t_perf
+        if r.draft_model:
+            out["draft_model"], out["draft_k"] = r.draft_model, r.draft_k
+        out.update(self.extra)  # bench --draft: acceptance_rate, speedup
         if self.comparison is not None:
             out["history_avg_ts"] = self.comparison.history_mean
             out["history_runs"] = self.history_runs
@@ -238,9 +241,13 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
     for res in results:
         r = res.record
         backend = "GPU" if r.gpu_offload and r.n_gpu_layers and r.gpu_info else "CPU"
+        test = r.test
+        if res.extra.get("speedup"):
+            acc = res.extra.get("acceptance_rate")
+            test += f" ({res.extra['speedup']:.2f}×" + (f", {acc:.0%} accepted ÷ drafted)" if acc else ")")
         lines.append(
             f"| {r.model_type} | {format_bytes(r.model_size)} | {format_params(r.model_n_params)} | "
-            f"{backend} | {r.n_threads} | {r.test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
+            f"{backend} | {r.n_threads} | {test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,40 @@
+"""``tokrace bench MODEL --draft D``: generation with and without the draft, same tokens, recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_chat_cmd import tokrace
+from tiny_gguf import write_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("bench_pair")
+    return (write_tiny_llama(d / "inert.gguf", n_layer=8, inert_from=2, name="tiny-inert"),
+            write_tiny_llama(d / "draft.gguf", n_layer=2, name="tiny-draft"))
+
+
+def test_bench_with_draft_reports_gen_and_draft_rows(pair, isolated_dirs: Path) -> None:
+    target, draft = pair
+    proc = tokrace("bench", str(target), "-p", "0", "-n", "24", "-r", "2", "--draft", str(draft),
+                   "--draft-k", "3", "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["test"]: r for r in json.loads(proc.stdout)}
+    assert set(rows) == {"tg24", "tg24-gen", "tg24-draft"}
+    drafted = rows["tg24-draft"]
+    assert drafted["draft_model"] == str(draft) and drafted["draft_k"] == 3
+    assert drafted["acceptance_rate"] == 1.0  # inert extra layers: the draft is always right
+    assert drafted["same_tokens"] is True
+    assert drafted["speedup"] == pytest.approx(drafted["avg_ts"] / rows["tg24-gen"]["avg_ts"])
+    assert len(drafted["samples_ts"]) == 2
+    log = next((isolated_dirs / "data").rglob("replies.jsonl")).read_text().splitlines()
+    assert {json.loads(line)["test"] for line in log} == {"tg24", "tg24-gen", "tg24-draft"}
+
+
+def test_draft_k_without_draft_is_refused(pair) -> None:
+    target, _ = pair
+    proc = tokrace("bench", str(target), "-n", "8", "--draft-k", "3")
+    assert proc.returncode == 2 and "--draft-k needs --draft" in proc.stderr
