@@ -63,6 +63,7 @@ class TokraceApp(App[None]):
         Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions"),
         Binding("ctrl+r", "toggle_race", "Race", id="app.race"),
         Binding("ctrl+d", "choose_draft", "Draft", id="app.draft"),
+        Binding("f2", "open_settings", "Settings", id="app.settings"),
     ]
 
     def __init__(
@@ -221,6 +222,35 @@ class TokraceApp(App[None]):
 
         self.push_screen(DraftPicker(info, backend.model.path, self.draft), callback=chosen)
 
+    def action_open_settings(self) -> None:
+        """Context, threads, GPU offload and price; Apply reloads the model with them."""
+        from tui.screens.settings_screen import LoadSettings, SettingsScreen
+
+        backend = self.backend
+        target = getattr(backend, "target", backend)
+        info = getattr(target, "info", None)
+        if backend is None or info is None:
+            self.notify("Load a model first.", severity="warning")
+            return
+        threads = self.configure.n_threads if self.configure is not None else None
+        current = LoadSettings(self.request, threads, self.price_per_hour)
+
+        def chosen(settings: LoadSettings | None) -> None:
+            if settings is None:
+                return
+            if self.chat.generating:
+                self.notify("Stop the reply (Esc) before reloading.", severity="warning")
+                return
+            self.request = settings.request
+            self.price_per_hour = settings.price_per_hour
+            self.configure = self.configure or LoadConfig(path="")
+            self.configure.n_threads = settings.threads
+            self.chat.set_status("reloading with the new settings…")
+            self.load_model()
+
+        self.push_screen(SettingsScreen(info, backend.model.path, self.sampler.latest().gpus, current),
+                         callback=chosen)
+
     def action_open_sessions(self) -> None:
         from tui.screens.sessions_screen import SessionsScreen
 
@@ -260,6 +290,8 @@ class TokraceApp(App[None]):
         yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
         yield SystemCommand("Stop reply", "Stop the streaming reply (Esc)", self.chat.action_stop_reply)
         yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
+        yield SystemCommand("Settings", "Context, threads, GPU offload, price per hour (F2)",
+                            self.action_open_settings)
         yield SystemCommand("Draft model", "Speculative decoding: pick a draft or prompt lookup (Ctrl+D)",
                             self.action_choose_draft)
         yield SystemCommand("A/B rerun without the draft", "Measure the draft's speedup (Ctrl+B)",
