@@ -285,27 +285,43 @@ class LlamaCppBackend(Backend):
         with self._busy:
             yield from self._generate(prompt, params, cancel, stops)
 
+    def open_request(
+        self, prompt: str, params: GenerationParams
+    ) -> tuple[list[int], int | None, list[StreamEvent]]:
+        """The start every generation shares (plain or speculative): tokenize, check the context,
+        reuse the KV prefix, reset llama.cpp's counters and build the sampler.
+
+        Returns ``(tokens, reused, events)``: yield ``events``; ``reused is None`` means the request
+        already failed (``events`` then ends with ``GenerationFinished``).
+        """
+        model = self.model
+        t_submit = time.perf_counter()
+        tokens = self.tokenize_prompt(prompt)
+        if len(tokens) >= model.n_ctx:
+            return tokens, None, [
+                RequestStarted(t_submit, model.name, len(tokens), 0, model.template),
+                GenerationFinished(
+                    time.perf_counter(), "error", "", 0,
+                    error=f"the prompt is {len(tokens)} tokens but the context holds {model.n_ctx}:"
+                    " start a new chat (Ctrl+N) or raise --ctx",
+                ),
+            ]
+        reused = self._reuse_prefix(tokens)
+        started = RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
+        llama_cpp.llama_perf_context_reset(self.llama._ctx.ctx)
+        self.start_sampler(params)
+        return tokens, reused, [started]
+
     def _generate(
         self, prompt: str, params: GenerationParams, cancel: CancelToken | None, stops: Sequence[str]
     ) -> Iterator[StreamEvent]:
         llama = self.llama
         model = self.model
         self._cancel = cancel = cancel or CancelToken()
-        t_submit = time.perf_counter()
-        tokens = self.tokenize_prompt(prompt)
-        if len(tokens) >= model.n_ctx:
-            yield RequestStarted(t_submit, model.name, len(tokens), 0, model.template)
-            yield GenerationFinished(
-                time.perf_counter(), "error", "", 0,
-                error=f"the prompt is {len(tokens)} tokens but the context holds {model.n_ctx}:"
-                " start a new chat (Ctrl+N) or raise --ctx",
-            )
+        tokens, reused, opening = self.open_request(prompt, params)
+        yield from opening
+        if reused is None:
             return
-        reused = self._reuse_prefix(tokens)
-        yield RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
-
-        llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
-        self.start_sampler(params)
         assembler = TextAssembler([*stops, *params.stop])
         n_generated = 0
         reason: StopReason = "length"

@@ -38,7 +38,6 @@ from backends.events import (
     DraftStep,
     GenerationFinished,
     PromptProcessed,
-    RequestStarted,
     StopReason,
     StreamEvent,
     TokenGenerated,
@@ -221,20 +220,10 @@ class SpeculativeBackend(Backend):
                   stops: Sequence[str]) -> Iterator[StreamEvent]:
         target = self.target
         llama, model = target.llama, target.model
-        t_submit = time.perf_counter()
-        tokens = target.tokenize_prompt(prompt)
-        if len(tokens) >= model.n_ctx:
-            yield RequestStarted(t_submit, model.name, len(tokens), 0, model.template)
-            yield GenerationFinished(
-                time.perf_counter(), "error", "", 0,
-                error=f"the prompt is {len(tokens)} tokens but the context holds {model.n_ctx}:"
-                " start a new chat (Ctrl+N) or raise --ctx",
-            )
+        tokens, reused, opening = target.open_request(prompt, params)
+        yield from opening
+        if reused is None:
             return
-        reused = target.reuse_prefix(tokens)
-        yield RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
-        llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
-        target.start_sampler(params)
         sampler, ctx = llama._sampler.sampler, llama._ctx.ctx
         r = _Reply(TextAssembler([*stops, *params.stop]), list(tokens), params.max_tokens, model.n_ctx)
         k_now = AdaptiveK(self.k) if self.adaptive else None

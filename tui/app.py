@@ -18,6 +18,7 @@ from backends.device_telemetry import DeviceSampler
 from backends.placement import PlacementRequest
 from backends.split_planner import SplitPlan
 from model_registry.errors import TokraceError
+from model_registry.gguf_meta import GGUFInfo
 from model_registry.units import format_bytes
 from tui.chat.draft import DraftChoice, DraftPicker
 from tui.chat.screen import ChatScreen, ReplyFinished
@@ -203,53 +204,57 @@ class TokraceApp(App[None]):
 
     def action_choose_draft(self) -> None:
         """Pick a draft model (only vocabulary-compatible ones are offered), then reload with it."""
-        backend = self.backend
-        target = getattr(backend, "target", backend)
-        info = getattr(target, "info", None)
-        if backend is None or info is None:
-            self.notify("Load a model first.", severity="warning")
+        loaded = self._loaded_info()
+        if loaded is None:
             return
+        info, path = loaded
 
         def chosen(choice: DraftChoice | None) -> None:
-            if choice is None or choice == self.draft:
-                return
-            if self.chat.generating:
-                self.notify("Stop the reply (Esc) before changing the draft.", severity="warning")
-                return
-            self.draft = choice
-            self.chat.set_status("loading with the new draft setting…")
-            self.load_model()
+            if choice is not None and choice != self.draft and self._may_reload():
+                self.draft = choice
+                self._reload("loading with the new draft setting…")
 
-        self.push_screen(DraftPicker(info, backend.model.path, self.draft), callback=chosen)
+        self.push_screen(DraftPicker(info, path, self.draft), callback=chosen)
 
     def action_open_settings(self) -> None:
         """Context, threads, GPU offload and price; Apply reloads the model with them."""
         from tui.screens.settings_screen import LoadSettings, SettingsScreen
 
-        backend = self.backend
-        target = getattr(backend, "target", backend)
-        info = getattr(target, "info", None)
-        if backend is None or info is None:
-            self.notify("Load a model first.", severity="warning")
+        loaded = self._loaded_info()
+        if loaded is None:
             return
+        info, path = loaded
         threads = self.configure.n_threads if self.configure is not None else None
         current = LoadSettings(self.request, threads, self.price_per_hour)
 
         def chosen(settings: LoadSettings | None) -> None:
-            if settings is None:
-                return
-            if self.chat.generating:
-                self.notify("Stop the reply (Esc) before reloading.", severity="warning")
-                return
-            self.request = settings.request
-            self.price_per_hour = settings.price_per_hour
-            self.configure = self.configure or LoadConfig(path="")
-            self.configure.n_threads = settings.threads
-            self.chat.set_status("reloading with the new settings…")
-            self.load_model()
+            if settings is not None and self._may_reload():
+                self.request = settings.request
+                self.price_per_hour = settings.price_per_hour
+                self.configure = self.configure or LoadConfig(path="")
+                self.configure.n_threads = settings.threads
+                self._reload("reloading with the new settings…")
 
-        self.push_screen(SettingsScreen(info, backend.model.path, self.sampler.latest().gpus, current),
-                         callback=chosen)
+        self.push_screen(SettingsScreen(info, path, self.sampler.latest().gpus, current), callback=chosen)
+
+    def _loaded_info(self) -> tuple[GGUFInfo, str] | None:
+        """The loaded (target) model's metadata and path, or a notice that nothing is loaded."""
+        backend = self.backend
+        info = getattr(getattr(backend, "target", backend), "info", None)
+        if backend is None or info is None:
+            self.notify("Load a model first.", severity="warning")
+            return None
+        return info, backend.model.path
+
+    def _may_reload(self) -> bool:
+        if self.chat.generating:
+            self.notify("Stop the reply (Esc) before reloading the model.", severity="warning")
+            return False
+        return True
+
+    def _reload(self, status: str) -> None:
+        self.chat.set_status(status)
+        self.load_model()
 
     def action_open_sessions(self) -> None:
         from tui.screens.sessions_screen import SessionsScreen
@@ -260,14 +265,9 @@ class TokraceApp(App[None]):
         from tui.screens.models_screen import ModelsScreen
 
         def chosen(ref: str | None) -> None:
-            if ref is None:
-                return
-            if self.chat.generating:
-                self.notify("Stop the reply (Esc) before switching models.", severity="warning")
-                return
-            self.model_ref = ref
-            self.chat.set_status(f"loading {ref}…")
-            self.load_model()
+            if ref is not None and self._may_reload():
+                self.model_ref = ref
+                self._reload(f"loading {ref}…")
 
         self.push_screen(ModelsScreen(), callback=chosen)
 
