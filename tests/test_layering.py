@@ -47,3 +47,13 @@ def test_domain_packages_do_not_import_cli_or_tui() -> None:
                 if line.lstrip().startswith(("from cli", "import cli", "from tui", "import tui")):
                     offenders.append(f"{p.relative_to(ROOT)}: {line.strip()}")
     assert offenders == []
+
+
+def test_every_binding_has_an_id() -> None:
+    """Bindings with ids can be remapped by users (Textual's keymap); none may be left without."""
+    missing = [
+        f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "tui").rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "Binding(" in line and "import" not in line and "id=" not in line
+    ]
+    assert missing == []

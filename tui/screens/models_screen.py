@@ -23,9 +23,9 @@ from model_registry.units import format_bytes, format_params
 
 class ModelsScreen(Screen[str | None]):
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape", "back", "Back / cancel pull"),
-        Binding("enter", "choose", "Use / pull", priority=True),
-        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "back", "Back / cancel pull", id="models.back"),
+        Binding("enter", "choose", "Use / pull", priority=True, id="models.choose"),
+        Binding("r", "refresh", "Refresh", id="models.refresh"),
     ]
 
     def __init__(self, rows_fn: Any = None) -> None:
