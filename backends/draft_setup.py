@@ -6,6 +6,8 @@ and race lanes, so every path builds drafted backends the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 from backends.base import Backend, LoadConfig
 from model_registry.errors import TokraceError
 from model_registry.pypi_source import ProgressFn
@@ -54,3 +56,12 @@ def build_drafted_backend(
     # reproduce plain decoding's greedy choices on quantized models too (see LlamaCppBackend).
     target = LlamaCppBackend(config, flash_attn=True)
     return SpeculativeBackend(target, drafter, k=k or DEFAULT_K, adaptive=adaptive)
+
+
+def draft_fields(backend: Backend) -> dict[str, Any]:
+    """The speed log's ``draft_model`` / ``draft_k`` for ``backend`` (both ``None`` without a draft)."""
+    if not backend.supports_draft:
+        return {"draft_model": None, "draft_k": None}
+    draft = getattr(backend, "draft_model", None)
+    return {"draft_model": draft.name if draft is not None else "prompt lookup",
+            "draft_k": getattr(backend, "k", None)}

@@ -133,6 +133,7 @@ class Lane:
     model_id: str | None = None
     draft: str | None = None
     """The draft model this lane decodes with (speculative decoding), as the user gave it."""
+    draft_k: int | None = None
     need_bytes: int | None = None
     load_error: str | None = None
     history: list[ChatMessage] = field(default_factory=list)

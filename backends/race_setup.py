@@ -140,6 +140,10 @@ def plan_race(
         config = lane.config
         draft = drafts[index] if index < len(drafts) else None
         lane.draft = draft
+        if draft:
+            from backends.speculative import DEFAULT_K  # lazily: it loads llama.cpp
+
+            lane.draft_k = draft_k or DEFAULT_K
         lane.factory = lambda config=config, draft=draft: _llama_factory(config, draft, draft_k)
     return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes)
 
@@ -169,7 +173,8 @@ def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[st
         if not result.ran or lane.model is None or lane.config is None:
             continue
         recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
-                                   lane=lane.label, model_id=lane.model_id)
+                                   lane=lane.label, model_id=lane.model_id, draft_model=lane.draft,
+                                   draft_k=lane.draft_k)
         try:
             recorder.record(result.stats)
         except TokraceError as err:

@@ -64,6 +64,7 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterat
 
 def run(args: argparse.Namespace) -> int:
     from backends.device_telemetry import DeviceSampler, detect_gpus
+    from backends.draft_setup import draft_fields
     from backends.placement import place
     from backends.reply_extras import extras, extras_line
     from model_registry.resolve import resolve_model
@@ -76,13 +77,8 @@ def run(args: argparse.Namespace) -> int:
     place(config, gpus, common.placement_request(args))
     backend = draft_args.build_backend(args, config, progress=common.StderrProgress())
     model = backend.load()
-    draft_model = getattr(backend, "draft_model", None)
-    recorder = SessionRecorder(
-        model, config, kind="chat", model_id=resolved.model_id,
-        draft_model=(draft_model.name if draft_model else "prompt lookup") if backend.supports_draft
-        else None,
-        draft_k=getattr(backend, "k", None),
-    )
+    recorder = SessionRecorder(model, config, kind="chat", model_id=resolved.model_id,
+                               **draft_fields(backend))
     # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
     sampler = DeviceSampler().start() if gpus else None
     window_id = sampler.begin_window() if sampler else None

@@ -17,7 +17,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             write_tiny_llama(d / "draft.gguf", n_layer=2, name="tiny-draft"))
 
 
-def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path]) -> None:
+def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path], isolated_dirs: Path) -> None:
     target, draft = pair
     proc = tokrace("race", str(target), str(target), "--draft-b", str(draft), "--prompt", "hi",
                    "-n", "24", "-t", "0", "--json", "--mode", "fair")
@@ -30,6 +30,10 @@ def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path]) -> None:
     assert b["drafted"] > 0 and b["accepted"] == b["drafted"]  # inert layers: all accepted
     assert a["text"] == b["text"]  # greedy: the draft changes the speed, never the reply
     assert a["completion_tokens"] == b["completion_tokens"] == 24
+    # The speed log says which lane decoded with which draft.
+    log = next((isolated_dirs / "data").rglob("replies.jsonl")).read_text().splitlines()
+    drafts = {r["lane"]: (r["draft_model"], r["draft_k"]) for r in map(json.loads, log)}
+    assert drafts == {"A": (None, None), "B": (str(draft), 4)}
 
 
 def test_mismatched_draft_fails_its_lane_only(pair: tuple[Path, Path], tmp_path: Path) -> None:

@@ -42,6 +42,11 @@ async def test_drafted_chat_shows_acceptance_and_ab_rerun_measures_speedup(pair)
         await pilot.pause(0.3)
         figures = str(app.chat.query_one("#figures", Static).render())
         assert "accepted ÷ drafted (100%)" in figures
+        from speedlog.store import SpeedLog
+
+        await wait_for(pilot, lambda: len(SpeedLog.open().read()) == 1)
+        record = SpeedLog.open().read()[0]
+        assert (record.draft_model, record.draft_k) == ("draft.gguf", 4)
         history_before = list(app.chat.history)
 
         await pilot.press("ctrl+b")

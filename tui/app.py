@@ -131,7 +131,7 @@ class TokraceApp(App[None]):
     # -- loading ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
-        from backends.draft_setup import build_drafted_backend
+        from backends.draft_setup import build_drafted_backend, draft_fields
         from backends.placement import place
         from backends.roofline import cpu_bandwidth
         from model_registry.resolve import resolve_model
@@ -153,12 +153,8 @@ class TokraceApp(App[None]):
             backend = build_drafted_backend(config, d.ref, lookup=d.lookup, k=d.k, adaptive=d.adaptive,
                                             progress=progress)
             backend.load()
-            draft_model = getattr(backend, "draft_model", None)
-            recorder = SessionRecorder(
-                backend.model, config, kind="chat", model_id=resolved.model_id,
-                draft_model=(draft_model.name if draft_model else "prompt lookup") if d.active else None,
-                draft_k=getattr(backend, "k", None),
-            )
+            recorder = SessionRecorder(backend.model, config, kind="chat", model_id=resolved.model_id,
+                                       **draft_fields(backend))
             # Measured once per machine (~0.3 s), then cached: the CPU side of the roofline.
             bandwidth = cpu_bandwidth().bytes_per_s
         except TokraceError as err:
