@@ -7,6 +7,7 @@ and types) are skipped, the token list is hashed (two models with the same hash 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -274,17 +275,28 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
 
 
 def read_gguf_info(path: str | Path) -> GGUFInfo:
-    """Read a local GGUF's metadata; a missing, non-GGUF or truncated file raises ``ModelFileError``."""
+    """Read a local GGUF's metadata; a missing, non-GGUF or truncated file raises ``ModelFileError``.
+
+    Parsed once per file version (path, size, mtime): one load asks several times (placement, the
+    backend, race lanes, the draft picker), and hashing a large vocabulary is not free. Callers must
+    not modify the returned object.
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelFileError(f"no model file at {p}; check the path or run 'tokrace models list'")
     if p.is_dir():
         raise ModelFileError(f"{p} is a directory; pass the .gguf file inside it")
+    st = p.stat()
+    return _read_gguf_info_cached(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_gguf_info_cached(path: str, size: int, _mtime_ns: int) -> GGUFInfo:
     try:
-        with p.open("rb") as f:
-            return parse_gguf(f, file_size=p.stat().st_size, source=str(p))
+        with open(path, "rb") as f:
+            return parse_gguf(f, file_size=size, source=path)
     except PermissionError:
-        raise ModelFileError(f"cannot read {p}: permission denied") from None
+        raise ModelFileError(f"cannot read {path}: permission denied") from None
 
 
 def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorInfo]:

@@ -187,3 +187,15 @@ def test_bad_model_files_raise_one_line_errors(tmp_path: Path, tiny_model: Path,
     with pytest.raises(ModelFileError, match=message) as err:
         LlamaCppBackend(LoadConfig(path=str(path))).load()
     assert "\n" not in str(err.value)
+
+
+def test_gguf_header_is_parsed_once_per_file_version(tmp_path: Path, tiny_model: Path) -> None:
+    from model_registry.gguf_meta import read_gguf_info
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(tiny_model.read_bytes())
+    first = read_gguf_info(path)
+    assert read_gguf_info(path) is first  # placement and the backend share one parse
+    path.write_bytes(tiny_model.read_bytes()[:1000])  # the file changed: parsed again, and refused
+    with pytest.raises(ModelFileError, match="truncated"):
+        read_gguf_info(path)
