@@ -1,5 +1,6 @@
 """The Backend protocol every inference engine implements (llama.cpp in-process today; OpenAI-compatible
-servers such as llama-server or vLLM later), with capability flags the UI reads instead of type checks.
+servers such as llama-server or vLLM later), with its capabilities as a value callers read
+(``backend.capabilities``) instead of type checks or ``getattr``.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from backends.events import StreamEvent
+from tokrace.backends.events import DraftInfo, StreamEvent
+
+if TYPE_CHECKING:
+    from tokrace.backends.meter import ReplyStats
 
 Role: TypeAlias = Literal["system", "user", "assistant"]
 SplitMode: TypeAlias = Literal["none", "layer", "row"]
@@ -75,9 +79,27 @@ class LoadedModel:
 
     @property
     def size_label(self) -> str:
-        from model_registry.units import format_bytes
+        from tokrace.model_registry.units import format_bytes
 
         return format_bytes(self.size_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do and report; every field is read by a caller (the UI, the log, race)."""
+
+    draft: DraftInfo | None = None
+    """Speculative decoding in use (``None``: plain decoding)."""
+    token_ids: bool = False
+    """Emits real token ids, so token counts are exact (a remote API may only give text chunks)."""
+    server_timings: bool = False
+    """The engine reports its own prompt/decode timings (llama-server's ``timings``)."""
+    gpu_split: bool = False
+    """Honours ``n_gpu_layers`` / ``tensor_split`` / ``split_mode`` (when the build has a GPU)."""
+    prompt_abort: bool = False
+    """Can stop in the middle of a prompt evaluation, not only between tokens."""
+    raw_prompt: bool = False
+    """``stream_prompt`` takes raw text without a chat template (bench, base models)."""
 
 
 class CancelToken:
@@ -102,14 +124,17 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
-    supports_draft: ClassVar[bool] = False
-    """Can verify a draft model's proposals (speculative decoding)."""
-    supports_gpu_split: ClassVar[bool] = False
-    """Honours ``n_gpu_layers`` / ``tensor_split`` / ``split_mode`` (when the build has a GPU)."""
-    supports_prompt_abort: ClassVar[bool] = False
-    """Can stop in the middle of a prompt evaluation, not only between tokens."""
-    reports_token_ids: ClassVar[bool] = False
-    """Emits real token ids (a remote API may only give text chunks)."""
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend does (draft, exact token ids, engine timings...)."""
+
+    @property
+    def plain(self) -> Backend:
+        """The same loaded model without speculative decoding (itself when there is no draft): an
+        A/B rerun or ``bench --draft`` times it against the drafted backend."""
+        return self
 
     @abstractmethod
     def load(self) -> LoadedModel: ...
@@ -126,6 +151,23 @@ class Backend(ABC):
         cancel: CancelToken | None = None,
     ) -> Iterator[StreamEvent]:
         """Yield the events of one reply; always ends with ``GenerationFinished`` (even on error)."""
+
+    def stream_prompt(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+        *,
+        stops: Sequence[str] = (),
+    ) -> Iterator[StreamEvent]:
+        """Generate from raw prompt text, no chat template (when ``capabilities.raw_prompt``)."""
+        from tokrace.model_registry.errors import TokraceError
+
+        raise TokraceError(f"{self.name} takes chat messages only, not a raw prompt", kind="usage")
+
+    def draft_summary(self, stats: ReplyStats) -> dict[str, Any] | None:
+        """The ``draft`` object of ``--json`` for one reply (``None`` without a draft)."""
+        return None
 
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Forget cached conversation state (new chat)."""

@@ -13,11 +13,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_types import ChatCompletionRequestMessage
 
-from backends.base import ChatMessage
+from tokrace.backends.base import ChatMessage
 
 GEMMA_TEMPLATE = (
     # Gemma has no system role: system text goes in front of the first user turn, as Google's does.
@@ -35,12 +36,12 @@ CHATML_TEMPLATE = (
 )
 
 # architecture → (template name, template, special tokens it needs in the vocabulary, stop strings)
-KNOWN_TEMPLATES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
-    arch: ("gemma", GEMMA_TEMPLATE, ("<start_of_turn>", "<end_of_turn>"), ("<end_of_turn>",))
-    for arch in ("gemma", "gemma2", "gemma3", "gemma3n")
-} | {
-    arch: ("chatml", CHATML_TEMPLATE, ("<|im_start|>", "<|im_end|>"), ("<|im_end|>",))
-    for arch in ("qwen2", "qwen3", "qwen2moe", "qwen3moe")
+KnownTemplate = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+_GEMMA: KnownTemplate = ("gemma", GEMMA_TEMPLATE, ("<start_of_turn>", "<end_of_turn>"), ("<end_of_turn>",))
+_CHATML: KnownTemplate = ("chatml", CHATML_TEMPLATE, ("<|im_start|>", "<|im_end|>"), ("<|im_end|>",))
+KNOWN_TEMPLATES: dict[str, KnownTemplate] = {
+    **dict.fromkeys(("gemma", "gemma2", "gemma3", "gemma3n"), _GEMMA),
+    **dict.fromkeys(("qwen2", "qwen3", "qwen2moe", "qwen3moe"), _CHATML),
 }
 
 
@@ -58,12 +59,25 @@ class PromptFormat:
     is_chat: bool
 
 
+def _request_message(m: ChatMessage) -> ChatCompletionRequestMessage:
+    """The message as llama-cpp-python's formatter takes it (one TypedDict per role)."""
+    match m.role:
+        case "system":
+            return {"role": "system", "content": m.content}
+        case "user":
+            return {"role": "user", "content": m.content}
+        case "assistant":
+            return {"role": "assistant", "content": m.content}
+        case _:
+            assert_never(m.role)
+
+
 def _jinja_format(label: str, template: str, bos: str, eos: str, extra_stops: Sequence[str] = ()
                   ) -> PromptFormat:
     formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
     def render(messages: Sequence[ChatMessage]) -> RenderedPrompt:
-        result = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        result = formatter(messages=[_request_message(m) for m in messages])
         stops = tuple(dict.fromkeys([*(s for s in (result.stop or []) if s), *extra_stops]))
         return RenderedPrompt(result.prompt, stops)
 

@@ -20,14 +20,15 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import llama_cpp
 import numpy as np
 
-from backends.base import CancelToken, LoadConfig
-from backends.llama_cpp_backend import LlamaCppBackend
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import GGUFInfo, read_gguf_info
+from tokrace.backends.base import CancelToken, LoadConfig
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 
 def vocab_mismatch(target: GGUFInfo, draft: GGUFInfo) -> str | None:
@@ -59,8 +60,8 @@ def check_draft_path(target_path: str | Path, draft_path: str | Path) -> None:
 class Drafter(ABC):
     """Proposes tokens for the target to verify."""
 
-    kind: str
-    """``draft model`` or ``prompt lookup`` (shown to the user)."""
+    kind: Literal["draft model", "prompt lookup"]
+    """What drafts (shown to the user)."""
 
     @property
     @abstractmethod
@@ -95,7 +96,7 @@ class Drafter(ABC):
 class ModelDrafter(Drafter):
     """A small model proposing its greedy continuation, with a KV cache that follows the target's."""
 
-    kind = "draft model"
+    kind: Literal["draft model", "prompt lookup"] = "draft model"
 
     def __init__(self, config: LoadConfig) -> None:
         self.config = config
@@ -166,7 +167,7 @@ class ModelDrafter(Drafter):
 class PromptLookupDrafter(Drafter):
     """N-gram lookup: propose what followed the most recent earlier occurrence of the last n tokens."""
 
-    kind = "prompt lookup"
+    kind: Literal["draft model", "prompt lookup"] = "prompt lookup"
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 2) -> None:
         # min_ngram 2 by measurement (bench/speculative.py, SmolLM2 code edit): single-token matches

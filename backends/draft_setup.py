@@ -1,67 +1,52 @@
 """Building the backend for a target model with or without a draft (speculative decoding).
 
-Used by ``tokrace chat``/``tokrace`` (through ``cli.draft_args``), the TUI's draft picker and A/B rerun,
-and race lanes, so every path builds drafted backends the same way.
+The application layer (``tokrace.session``) resolves both models and hands their ``LoadConfig`` down;
+nothing here resolves or downloads a model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from backends.base import Backend, LoadConfig
-from model_registry.errors import TokraceError
-from model_registry.pypi_source import ProgressFn
+from tokrace.backends.base import Backend, LoadConfig
+
+
+def draft_load_config(target: LoadConfig, path: str, name: str) -> LoadConfig:
+    """The draft model's load settings: the target's context size, threads and batch, all of it on
+    the target's main GPU (a draft is small; splitting it across GPUs would only add latency)."""
+    return LoadConfig(
+        path=path, name=name, n_ctx=target.n_ctx, n_threads=target.n_threads, n_batch=target.n_batch,
+        n_gpu_layers=-1, split_mode="none", main_gpu=target.main_gpu,
+    )
 
 
 def build_drafted_backend(
     config: LoadConfig,
-    draft: str | None = None,
+    draft: LoadConfig | None = None,
     *,
     lookup: bool = False,
     k: int | None = None,
     adaptive: bool = False,
-    progress: ProgressFn | None = None,
 ) -> Backend:
-    """The backend for a target ``config``: plain ``LlamaCppBackend`` without a draft, else a
-    ``SpeculativeBackend`` (not loaded yet: ``load()`` refuses a mismatched vocabulary in one line).
+    """The backend for a target ``config``, not loaded yet: a plain ``LlamaCppBackend`` without a
+    draft, else a ``SpeculativeBackend`` drafting with the ``draft`` model (see ``draft_load_config``)
+    or with prompt lookup. ``load()`` then refuses a mismatched vocabulary in one line, and
+    ``.plain`` of the result is the target alone, for an A/B rerun on the very same loaded model.
 
-    ``draft`` is resolved like ``--model`` (catalog id, path, ``hf:``); the draft model gets the
-    target's context size and threads. ``.target`` of the result is the plain backend, for an A/B
-    rerun without the draft on the very same loaded model.
+    Raises ``ValueError`` when both ``draft`` and ``lookup`` are given (the caller checks user input).
     """
-    from backends.llama_cpp_backend import LlamaCppBackend
+    from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 
     if draft is not None and lookup:
-        raise TokraceError("--draft and --lookup exclude each other: pick a draft model or prompt lookup")
+        raise ValueError("a draft model and prompt lookup exclude each other")
     if draft is None and not lookup:
-        if k is not None or adaptive:
-            raise TokraceError("--draft-k and --adaptive-k need --draft D or --lookup")
         return LlamaCppBackend(config)
 
-    from backends.draft_compat import Drafter, ModelDrafter, PromptLookupDrafter
-    from backends.speculative import DEFAULT_K, SpeculativeBackend
-    from model_registry.resolve import resolve_model
+    from tokrace.backends.draft_compat import Drafter, ModelDrafter, PromptLookupDrafter
+    from tokrace.backends.speculative import DEFAULT_K, SpeculativeBackend
 
-    drafter: Drafter
-    if lookup:
-        drafter = PromptLookupDrafter()
-    else:
-        resolved = resolve_model(draft, progress=progress)
-        drafter = ModelDrafter(LoadConfig(
-            path=str(resolved.path), name=resolved.model_id, n_ctx=config.n_ctx,
-            n_threads=config.n_threads, n_batch=config.n_batch, n_gpu_layers=-1, split_mode="none",
-            main_gpu=config.main_gpu,
-        ))
+    drafter: Drafter = PromptLookupDrafter() if draft is None else ModelDrafter(draft)
     # Flash attention: a token's logits then do not depend on its batch, so verification batches
     # reproduce plain decoding's greedy choices on quantized models too (see LlamaCppBackend).
-    target = LlamaCppBackend(config, flash_attn=True)
+    target = LlamaCppBackend(replace(config), flash_attn=True)
     return SpeculativeBackend(target, drafter, k=k or DEFAULT_K, adaptive=adaptive)
-
-
-def draft_fields(backend: Backend) -> dict[str, Any]:
-    """The speed log's ``draft_model`` / ``draft_k`` for ``backend`` (both ``None`` without a draft)."""
-    if not backend.supports_draft:
-        return {"draft_model": None, "draft_k": None}
-    draft = getattr(backend, "draft_model", None)
-    return {"draft_model": draft.name if draft is not None else "prompt lookup",
-            "draft_k": getattr(backend, "k", None)}

@@ -19,6 +19,18 @@ StopReason: TypeAlias = Literal["stop", "length", "cancelled", "error"]
 
 
 @dataclass(frozen=True, slots=True)
+class DraftInfo:
+    """The speculative decoding a backend does: what drafts, and how many tokens per step."""
+
+    name: str
+    """The draft model's id (catalog id or file name), or ``prompt lookup``."""
+    kind: Literal["draft model", "prompt lookup"]
+    k: int
+    """Tokens drafted per verification step (the most, with ``adaptive``)."""
+    adaptive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RequestStarted:
     """The request was submitted: ``t`` is the reference for TTFT."""
 
@@ -30,6 +42,9 @@ class RequestStarted:
     """Leading prompt tokens reused from the previous turn's KV cache (not evaluated again)."""
     template: str
     """How the chat was turned into a prompt, e.g. ``gguf chat template`` or ``plain completion``."""
+    draft: DraftInfo | None = None
+    """The speculative decoding this request ran with (``None``: plain decoding). A fact of the
+    request, so a reply is logged with the draft it really used (an A/B rerun has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +89,11 @@ class GenerationFinished:
     completion_tokens: int
     error: str | None = None
     notice: str | None = None
-    """Something the user should know about this reply (e.g. it ended at its first token)."""
+    """Something the user should know about this reply (e.g. it ended at its first token).
+
+    ``error`` and ``notice`` may name a setting or an action as ``{setting:n_ctx}`` /
+    ``{action:new_chat}``: show them through ``tokrace.model_registry.errors.render`` with the
+    interface's words (the CLI names a flag, the TUI a key)."""
     llama_perf: dict[str, Any] | None = field(default=None, compare=False)
     """llama.cpp's own counters for the request (``llama_perf_context``), for cross-checking."""
 

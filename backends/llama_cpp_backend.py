@@ -22,17 +22,19 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
-from backends import llama_log
-from backends.base import (
+from tokrace.backends import llama_log
+from tokrace.backends.base import (
     Backend,
     CancelToken,
+    Capabilities,
     ChatMessage,
+    DraftInfo,
     GenerationParams,
     LoadConfig,
     LoadedModel,
 )
-from backends.chat_template import PromptFormat, choose_format, looks_instruction_tuned
-from backends.events import (
+from tokrace.backends.chat_template import PromptFormat, choose_format, looks_instruction_tuned
+from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,
     RequestStarted,
@@ -40,9 +42,9 @@ from backends.events import (
     StreamEvent,
     TokenGenerated,
 )
-from backends.textstream import TextAssembler
-from model_registry.errors import ModelFileError, TokraceError
-from model_registry.gguf_meta import GGUFInfo, read_gguf_info
+from tokrace.backends.textstream import TextAssembler
+from tokrace.model_registry.errors import ModelFileError, TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 llama_log.install()
@@ -65,10 +67,11 @@ def llama_perf(ctx: Any) -> dict[str, float]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    supports_draft = False
-    supports_gpu_split = True
-    supports_prompt_abort = True
-    reports_token_ids = True
+    CAPABILITIES = Capabilities(token_ids=True, gpu_split=True, prompt_abort=True, raw_prompt=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.CAPABILITIES
 
     def __init__(self, config: LoadConfig, *, flash_attn: bool = False) -> None:
         self.config = config
@@ -286,28 +289,29 @@ class LlamaCppBackend(Backend):
             yield from self._generate(prompt, params, cancel, stops)
 
     def open_request(
-        self, prompt: str, params: GenerationParams
+        self, prompt: str, params: GenerationParams, draft: DraftInfo | None = None
     ) -> tuple[list[int], int | None, list[StreamEvent]]:
         """The start every generation shares (plain or speculative): tokenize, check the context,
         reuse the KV prefix, reset llama.cpp's counters and build the sampler.
 
         Returns ``(tokens, reused, events)``: yield ``events``; ``reused is None`` means the request
-        already failed (``events`` then ends with ``GenerationFinished``).
+        already failed (``events`` then ends with ``GenerationFinished``). ``draft`` is the speculative
+        decoding the request runs with, stated in its ``RequestStarted``.
         """
         model = self.model
         t_submit = time.perf_counter()
         tokens = self.tokenize_prompt(prompt)
         if len(tokens) >= model.n_ctx:
             return tokens, None, [
-                RequestStarted(t_submit, model.name, len(tokens), 0, model.template),
+                RequestStarted(t_submit, model.name, len(tokens), 0, model.template, draft),
                 GenerationFinished(
                     time.perf_counter(), "error", "", 0,
                     error=f"the prompt is {len(tokens)} tokens but the context holds {model.n_ctx}:"
-                    " start a new chat (Ctrl+N) or raise --ctx",
+                    " {action:new_chat} or raise {setting:n_ctx}",
                 ),
             ]
         reused = self._reuse_prefix(tokens)
-        started = RequestStarted(t_submit, model.name, len(tokens), reused, model.template)
+        started = RequestStarted(t_submit, model.name, len(tokens), reused, model.template, draft)
         llama_cpp.llama_perf_context_reset(self.llama._ctx.ctx)
         self.start_sampler(params)
         return tokens, reused, [started]
@@ -351,13 +355,13 @@ class LlamaCppBackend(Backend):
                 if n_generated >= params.max_tokens:
                     break
                 if llama.n_tokens + 1 >= model.n_ctx:
-                    notice = f"the context ({model.n_ctx} tokens) is full: start a new chat (Ctrl+N)"
+                    notice = f"the context ({model.n_ctx} tokens) is full: {{action:new_chat}}"
                     break
                 llama.eval([token])
         except PromptAborted:
             reason = "cancelled"
         except TokraceError as err:
-            reason, error = "error", str(err)
+            reason, error = "error", err.template
         except RuntimeError as err:  # llama_decode failing mid-reply (e.g. out of memory)
             reason, error = "error", f"llama.cpp failed mid-reply ({err})"
         finally:

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backends.events import (
+from tokrace.backends.events import (
     DraftStep,
     GenerationFinished,
     PromptProcessed,
@@ -71,6 +71,10 @@ class ReplyStats:
     stop_reason: StopReason | None = None
     error: str | None = None
     notice: str | None = None
+    draft_model: str | None = None
+    """What drafted for this reply (a model id or ``prompt lookup``); ``None``: plain decoding."""
+    draft_k: int | None = None
+    """Tokens drafted per step for this reply (the most, with adaptive k)."""
     drafted: int = 0
     accepted: int = 0
     draft_steps: int = 0
@@ -148,6 +152,8 @@ class SpeedMeter:
             s.template = event.template
             s.prompt_tokens = event.prompt_tokens
             s.cached_prompt_tokens = event.cached_tokens
+            s.draft_model = event.draft.name if event.draft is not None else None
+            s.draft_k = event.draft.k if event.draft is not None else None
         elif isinstance(event, PromptProcessed):
             s.prompt_eval_tokens = event.n_evaluated
             s.prompt_s = event.duration_s

@@ -7,13 +7,13 @@ planner computed or checked, and the same ones go into every reply's record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from backends.base import LoadConfig, SplitMode
-from backends.device_telemetry import GpuSample
-from backends.roofline import plan_ceiling_tok_s
-from backends.split_planner import HeadBytes, SplitPlan, gpus_from_samples, plan_split
-from model_registry.gguf_meta import read_gguf_info
+from tokrace.backends.base import LoadConfig, SplitMode
+from tokrace.backends.device_telemetry import GpuSample
+from tokrace.backends.roofline import plan_ceiling_tok_s
+from tokrace.backends.split_planner import HeadBytes, SplitPlan, gpus_from_samples, plan_split
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +27,14 @@ class PlacementRequest:
     main_gpu: int | None = None
 
 
-def place(config: LoadConfig, gpus: Sequence[GpuSample], request: PlacementRequest) -> SplitPlan:
-    """Plan (or check the user's overrides against) ``gpus`` and write the result into ``config``.
+def place(config: LoadConfig, gpus: Sequence[GpuSample],
+          request: PlacementRequest) -> tuple[LoadConfig, SplitPlan]:
+    """Plan (or check the user's overrides against) ``gpus``: a copy of ``config`` with the planned
+    ``n_ctx``, ``n_gpu_layers``, ``tensor_split``, ``split_mode`` and ``main_gpu``, and the plan.
+    ``config`` itself is left as it was.
 
-    Raises ``TokraceError`` for an impossible request (a split with more entries than GPUs, a context
-    larger than the model's, ...).
+    Raises ``TokraceError`` (kind ``placement``) for an impossible request (a split with more entries
+    than GPUs, a context larger than the model's, ...).
     """
     info = read_gguf_info(config.path)
     plan = plan_split(
@@ -40,10 +43,7 @@ def place(config: LoadConfig, gpus: Sequence[GpuSample], request: PlacementReque
         split_mode=request.split_mode, main_gpu=request.main_gpu,
         head=HeadBytes.from_file(config.path),
     )
-    for key, value in plan.load_kwargs().items():
-        setattr(config, key, value)
-    config.n_ctx = plan.n_ctx
-    return plan
+    return replace(config, **plan.load_kwargs(), n_ctx=plan.n_ctx), plan
 
 
 def ceiling_tok_s(plan: SplitPlan, gpu_bandwidths: Sequence[float] | None, cpu_bandwidth: float | None,
@@ -62,3 +62,59 @@ def placement_label(plan: SplitPlan) -> str:
     gpus = f"{len(plan.per_device)} GPUs ({plan.split_mode} split)" if len(plan.per_device) > 1 else "GPU"
     cpu = f", {plan.cpu_layers} on CPU" if plan.cpu_layers else ""
     return f"{plan.n_gpu_layers}/{total} layers on {gpus}{cpu}"
+
+
+def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
+    """The plan in words, for the CLI and the TUI. The last line names settings as
+    ``{setting:n_gpu_layers}``: show each line through the interface's ``say``."""
+    from tokrace.backends.split_planner import GIB
+    from tokrace.model_registry.units import format_bytes
+
+    def gb(n: float) -> str:
+        return f"{n / GIB:.2f} GB" if n >= GIB / 10 or n == 0 else format_bytes(n)
+
+    size = info.file_size or info.tensors_bytes
+    lines = [
+        f"{info.name or source}: {info.quantization}, {format_bytes(size)}, {plan.n_layers} layers · "
+        f"context {plan.n_ctx:,} · KV cache {format_bytes(plan.kv_bytes_per_token)}/token "
+        f"({gb(plan.kv_bytes_per_token * plan.n_ctx)} at full context)"
+    ]
+    for d in plan.per_device:
+        layers = _layer_words(d.layers, d.has_output, plan.split_mode)
+        lines.append(
+            f"GPU {d.index} {d.name}: {layers} · weights {gb(d.weights_bytes)} + KV {gb(d.kv_bytes)} + "
+            f"compute {gb(d.compute_bytes)} = {gb(d.planned_bytes)} of {gb(d.usable_bytes)} usable "
+            f"({gb(d.total_bytes)} total, {gb(d.free_bytes)} free)"
+        )
+    h = plan.host
+    cpu_what = _layer_words(h.layers, False, "layer") if h.layers else "input embedding only"
+    lines.append(f"CPU: {cpu_what} · {gb(h.planned_bytes)} in RAM"
+                 + (f" ({gb(h.free_bytes)} available)" if h.free_bytes is not None else ""))
+    total = plan.n_layers + 1
+    if not plan.per_device:
+        verdict = "fits in RAM" if plan.fits else "does NOT fit in RAM"
+        lines.append(f"no GPU: everything runs on the CPU, {verdict}")
+    elif plan.fits:
+        lines.append(f"fits: all {total}/{total} layers (the output head counted) on GPU")
+    else:
+        head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
+        lines.append(f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
+                     f"layers{head} stay on CPU")
+    if plan.per_device:
+        kw = plan.load_kwargs()
+        flags = f"{{setting:n_gpu_layers}} {kw['n_gpu_layers']} {{setting:split_mode}} {kw['split_mode']}"
+        if kw["tensor_split"]:
+            flags += " {setting:tensor_split} " + ",".join(f"{x:g}" for x in kw["tensor_split"])
+        flags += f" {{setting:main_gpu}} {kw['main_gpu']}"
+        lines.append(f"settings: {flags}")
+    return lines
+
+
+def _layer_words(layers: list[int], output: bool, mode: str) -> str:
+    from tokrace.backends.split_planner import layer_ranges
+
+    if not layers and not output:
+        return "nothing"
+    share = " (a row share of each)" if mode == "row" else ""
+    text = f"layers {layer_ranges(layers)} ({len(layers)}){share}" if layers else ""
+    return text + (" + output head" if output and text else "output head" if output else "")

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadConfig, LoadedModel
-from backends.events import GenerationFinished, RequestStarted, StreamEvent, TokenGenerated
-from backends.meter import ReplyStats, SpeedMeter
-from backends.race_verdict import Verdict, judge, lane_title
-from model_registry.errors import TokraceError
-from model_registry.units import format_bytes
+from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadConfig, LoadedModel
+from tokrace.backends.events import GenerationFinished, RequestStarted, StreamEvent, TokenGenerated
+from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.backends.race_verdict import Verdict, judge, lane_title
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.units import format_bytes
 
 RaceMode: TypeAlias = Literal["fair", "simultaneous"]
 MODES: tuple[RaceMode, ...] = ("fair", "simultaneous")

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backends.base import LoadedModel
+from tokrace.backends.base import LoadedModel
 
 if TYPE_CHECKING:
-    from backends.race import Lane, LaneResult
+    from tokrace.backends.race import Lane, LaneResult
 
 
 def lane_title(model: LoadedModel) -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.device_telemetry import WindowStats
-from backends.meter import ReplyStats
-from backends.roofline import token_cost
-from model_registry.units import format_bytes
+from tokrace.backends.device_telemetry import WindowStats
+from tokrace.backends.meter import ReplyStats
+from tokrace.backends.roofline import token_cost
+from tokrace.model_registry.units import format_bytes
 
 
 def extras(stats: ReplyStats, window: WindowStats | None, price_per_hour: float | None) -> dict[str, Any]:

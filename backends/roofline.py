@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from backends.device_telemetry import DeviceSnapshot
-from backends.split_planner import SplitPlan
-from model_registry.paths import cache_dir
+from tokrace.backends.device_telemetry import DeviceSnapshot
+from tokrace.backends.split_planner import SplitPlan
+from tokrace.model_registry.paths import cache_dir
 
 CACHE_FILE = "cpu_bandwidth.json"
 

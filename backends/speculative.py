@@ -26,15 +26,23 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp
 from llama_cpp._internals import LlamaBatch
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
-from backends.draft_compat import Drafter, ModelDrafter
-from backends.events import (
+from tokrace.backends.base import (
+    Backend,
+    CancelToken,
+    Capabilities,
+    ChatMessage,
+    DraftInfo,
+    GenerationParams,
+    LoadedModel,
+)
+from tokrace.backends.draft_compat import Drafter, ModelDrafter
+from tokrace.backends.events import (
     DraftStep,
     GenerationFinished,
     PromptProcessed,
@@ -42,10 +50,10 @@ from backends.events import (
     StreamEvent,
     TokenGenerated,
 )
-from backends.llama_cpp_backend import LlamaCppBackend, PromptAborted, llama_perf
-from backends.meter import ReplyStats
-from backends.textstream import TextAssembler
-from model_registry.errors import TokraceError
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend, PromptAborted, llama_perf
+from tokrace.backends.meter import ReplyStats
+from tokrace.backends.textstream import TextAssembler
+from tokrace.model_registry.errors import TokraceError
 
 DEFAULT_K = 4
 """Draft length by default, by measurement (``bench/speculative.py``, 2 shared cores): on a 100%-
@@ -93,10 +101,6 @@ class SpeculativeBackend(Backend):
     """A target ``LlamaCppBackend`` driven with a ``Drafter``; same events plus ``DraftStep``."""
 
     name = "llama.cpp + draft"
-    supports_draft = True
-    supports_gpu_split = True
-    supports_prompt_abort = True
-    reports_token_ids = True
 
     def __init__(self, target: LlamaCppBackend, drafter: Drafter, *, k: int = DEFAULT_K,
                  adaptive: bool = False) -> None:
@@ -109,6 +113,15 @@ class SpeculativeBackend(Backend):
         self._batch: LlamaBatch | None = None
         self.last_k: int = k
         """The draft length in use at the end of the last reply (changes only with ``adaptive``)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        draft = DraftInfo(self.drafter.label, self.drafter.kind, self.k, self.adaptive)
+        return replace(self.target.capabilities, draft=draft)
+
+    @property
+    def plain(self) -> Backend:
+        return self.target
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> LoadedModel:
@@ -202,7 +215,7 @@ class SpeculativeBackend(Backend):
         elif r.n_generated >= r.max_tokens:
             r.done = True
         elif n_cached + 1 >= r.n_ctx:  # the same limit as plain decoding
-            r.notice = f"the context ({r.n_ctx} tokens) is full: start a new chat (Ctrl+N)"
+            r.notice = f"the context ({r.n_ctx} tokens) is full: {{action:new_chat}}"
             r.done = True
         return event
 
@@ -220,10 +233,11 @@ class SpeculativeBackend(Backend):
                   stops: Sequence[str]) -> Iterator[StreamEvent]:
         target = self.target
         llama, model = target.llama, target.model
-        tokens, reused, opening = target.open_request(prompt, params)
+        tokens, reused, opening = target.open_request(prompt, params, self.capabilities.draft)
         yield from opening
         if reused is None:
             return
+        assert llama._sampler is not None  # open_request built it
         sampler, ctx = llama._sampler.sampler, llama._ctx.ctx
         r = _Reply(TextAssembler([*stops, *params.stop]), list(tokens), params.max_tokens, model.n_ctx)
         k_now = AdaptiveK(self.k) if self.adaptive else None
@@ -289,7 +303,7 @@ class SpeculativeBackend(Backend):
         except PromptAborted:
             r.reason = "cancelled"
         except TokraceError as err:
-            r.reason, r.error = "error", str(err)
+            r.reason, r.error = "error", err.template
         except RuntimeError as err:  # llama_decode failing mid-reply (e.g. out of memory)
             r.reason, r.error = "error", f"llama.cpp failed mid-reply ({err})"
         self.last_k = k_now.k if k_now is not None else self.k

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import GGUFInfo
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo
 
 SplitModeName = Literal["none", "layer", "row"]
 GIB = 1 << 30
@@ -245,23 +245,28 @@ def _check_overrides(
 ) -> None:
     if main_gpu is not None and not 0 <= main_gpu < max(n_gpus, 1 if n_gpus else 0):
         have = f"{n_gpus} GPUs (0-{n_gpus - 1})" if n_gpus > 1 else ("1 GPU (0)" if n_gpus else "no GPU")
-        raise TokraceError(f"--main-gpu {main_gpu} does not exist: there is {have}")
+        raise TokraceError(f"{{setting:main_gpu}} {main_gpu} does not exist: there is {have}",
+                           kind="placement")
     if n_gpu_layers is not None and n_gpu_layers < -1:
-        raise TokraceError(f"--gpu-layers {n_gpu_layers} is invalid: use -1 (all), 0 (none) or a count")
+        raise TokraceError(
+            f"{{setting:n_gpu_layers}} {n_gpu_layers} is invalid: use -1 (all), 0 (none) or a count",
+            kind="placement")
     if tensor_split is None:
         return
     shown = ",".join(f"{x:g}" for x in tensor_split)
     if mode == "none":
-        raise TokraceError(f"--tensor-split {shown} needs --split-mode layer or row (none uses one GPU)")
+        raise TokraceError(
+            f"{{setting:tensor_split}} {shown} needs {{setting:split_mode}} layer or row (none uses one GPU)",
+            kind="placement")
     if len(tensor_split) > n_gpus:
         raise TokraceError(
-            f"--tensor-split {shown} has {len(tensor_split)} entries but there "
-            f"{'is' if n_gpus == 1 else 'are'} {n_gpus} GPU{'' if n_gpus == 1 else 's'}; give one per GPU"
-        )
+            f"{{setting:tensor_split}} {shown} has {len(tensor_split)} entries but there "
+            f"{'is' if n_gpus == 1 else 'are'} {n_gpus} GPU{'' if n_gpus == 1 else 's'}; give one per GPU",
+            kind="placement")
     if any(not (x >= 0 and math.isfinite(x)) for x in tensor_split) or not sum(tensor_split) > 0:
         raise TokraceError(
-            f"--tensor-split {shown} must be shares of 0 or more that sum to more than 0, e.g. 1,1"
-        )
+            f"{{setting:tensor_split}} {shown} must be shares of 0 or more that sum to more than 0, e.g. 1,1",
+            kind="placement")
 
 
 def _largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
@@ -371,10 +376,13 @@ def plan_split(
     if n_ctx is None:
         n_ctx = min(DEFAULT_CTX, info.n_ctx_train or DEFAULT_CTX)
     if n_ctx <= 0:
-        raise TokraceError(f"--ctx {n_ctx} is invalid: give a context size above 0")
+        raise TokraceError(f"{{setting:n_ctx}} {n_ctx} is invalid: give a context size above 0",
+                           kind="placement")
     if info.n_ctx_train and n_ctx > info.n_ctx_train:
-        raise TokraceError(f"--ctx {n_ctx} is larger than the model's {info.n_ctx_train}-token context; "
-                           f"pass --ctx {info.n_ctx_train} or less")
+        raise TokraceError(
+            f"{{setting:n_ctx}} {n_ctx} is larger than the model's {info.n_ctx_train}-token context; "
+            f"set {{setting:n_ctx}} to {info.n_ctx_train} or less",
+            kind="placement", facts={"n_ctx": n_ctx, "n_ctx_train": info.n_ctx_train})
     mode: SplitModeName = split_mode or "layer"
     _check_overrides(len(gpus), tensor_split, main_gpu, mode, n_gpu_layers)
     main = main_gpu or 0
@@ -394,6 +402,7 @@ def plan_split(
     def split_for(k: int) -> list[float] | None:
         return fixed if fixed is not None else p.auto_layer_split(k)
 
+    split: list[float] | None
     if not gpus:
         n_gpu, split = 0, []
     elif wanted is not None or tensor_split is not None:
@@ -401,9 +410,11 @@ def plan_split(
         split = split_for(n_gpu)
         if not p.fits(mode, split, n_gpu, main):
             most = next(k for k in range(n + 1, -1, -1) if p.fits(mode, split_for(k), k, main))
-            what = "that --tensor-split" if tensor_split is not None else f"--gpu-layers {n_gpu}"
+            what = ("that {setting:tensor_split}" if tensor_split is not None
+                    else f"{{setting:n_gpu_layers}} {n_gpu}")
             devs = p.place(mode, split, n_gpu, main)[0] if split else []
-            raise TokraceError(_overfill(devs, what, most, n))
+            raise TokraceError(_overfill(devs, what, most, n), kind="placement",
+                                facts={"n_gpu_layers_max": most})
     else:
         n_gpu = next(k for k in range(n + 1, -1, -1) if p.fits(mode, split_for(k), k, main))
         split = split_for(n_gpu)
@@ -422,4 +433,4 @@ def _overfill(devs: Sequence[DevicePlan], what: str, most: int, n: int) -> str:
     where = (f" puts {over.planned_bytes / GIB:.1f} GB on GPU {over.index} ({over.name}), which has "
              f"{over.usable_bytes / GIB:.1f} GB usable;") if over else " does not fit these GPUs;"
     return f"{what}{where} at most {most} of {n + 1} layers fit there at this context: " \
-           "lower --gpu-layers or --ctx, or shift the split"
+           "lower {setting:n_gpu_layers} or {setting:n_ctx}, or shift the split"

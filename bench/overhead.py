@@ -18,22 +18,19 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llama_cpp import Llama
 from textual.pilot import Pilot
 
-from backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
-from backends.events import GenerationFinished
-from backends.llama_cpp_backend import LlamaCppBackend
-from backends.meter import SpeedMeter, rate
-from cli.chat_cmd import reply_json
-from model_registry.resolve import resolve_model
-from tui.app import TokraceApp
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from tokrace.backends.events import GenerationFinished
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import SpeedMeter, rate
+from tokrace.cli.chat_cmd import reply_json
+from tokrace.model_registry.resolve import resolve_model
+from tokrace.tui.app import TokraceApp
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 

@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from backends.base import CancelToken, GenerationParams  # noqa: E402
-from backends.placement import PlacementRequest  # noqa: E402
-from backends.race import run_lane, run_race  # noqa: E402
-from backends.race_setup import plan_race  # noqa: E402
+from tokrace.backends.base import CancelToken, GenerationParams  # noqa: E402
+from tokrace.backends.placement import PlacementRequest  # noqa: E402
+from tokrace.backends.race import run_lane, run_race  # noqa: E402
+from tokrace.race_setup import plan_race  # noqa: E402
 
 
 def fmt(xs: list[float]) -> str:

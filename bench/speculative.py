@@ -29,17 +29,17 @@ import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))
 
 from llama_cpp import Llama  # noqa: E402
 from llama_cpp.llama_speculative import LlamaDraftModel  # noqa: E402
 
-from backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig  # noqa: E402
-from backends.draft_compat import Drafter, ModelDrafter, PromptLookupDrafter  # noqa: E402
-from backends.events import StreamEvent, TokenGenerated  # noqa: E402
-from backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from backends.meter import SpeedMeter  # noqa: E402
-from backends.speculative import SpeculativeBackend  # noqa: E402
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig  # noqa: E402
+from tokrace.backends.draft_compat import Drafter, ModelDrafter, PromptLookupDrafter  # noqa: E402
+from tokrace.backends.events import StreamEvent, TokenGenerated  # noqa: E402
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+from tokrace.backends.meter import SpeedMeter  # noqa: E402
+from tokrace.backends.speculative import SpeculativeBackend  # noqa: E402
 
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 2
 CODE = """def mean(values):
@@ -206,7 +206,7 @@ def pair_bench(args: argparse.Namespace) -> None:
 
 
 def lookup_bench(args: argparse.Namespace) -> None:
-    from model_registry.resolve import resolve_model
+    from tokrace.model_registry.resolve import resolve_model
 
     path = resolve_model("smollm2-135m-instruct:q4_1").path
     config = LoadConfig(path=str(path), n_threads=args.threads, n_ctx=2048)

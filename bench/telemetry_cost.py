@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))
 
-from backends.device_telemetry import DeviceSampler, detect_gpus, load_nvml  # noqa: E402
+from tokrace.backends.device_telemetry import DeviceSampler, detect_gpus, load_nvml  # noqa: E402
 
 BUDGET = 0.01
 

@@ -18,20 +18,19 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from scripted_backend import SCRIPTED_MODEL, FixedSampler, ScriptedBackend
 
-from backends.base import CancelToken, ChatMessage, GenerationParams
-from backends.events import (
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams
+from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,
     RequestStarted,
     StreamEvent,
     TokenGenerated,
 )
-from backends.meter import SpeedMeter
+from tokrace.backends.meter import SpeedMeter
 
 WORDS = "the quick brown fox jumps over the lazy dog and **keeps** running through `code` and\n\n"
 
@@ -69,7 +68,7 @@ def bare(rate: float, n: int) -> float:
 
 
 def through_ui(rate: float, n: int) -> float:
-    from tui.app import TokraceApp
+    from tokrace.tui.app import TokraceApp
 
     async def go() -> float:
         app = TokraceApp(backend=PacedBackend(rate, n), sampler=FixedSampler(),  # type: ignore[arg-type]

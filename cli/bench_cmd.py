@@ -18,8 +18,8 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from cli.common import positive_int
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tokrace.cli.common import positive_int
 
     p = subparsers.add_parser(
         "bench",
@@ -48,12 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.export_cmd import warnings_to
-    from model_registry.errors import TokraceError
-    from model_registry.resolve import resolve_model
-    from speedlog import SpeedLog, new_session_id
-    from speedlog.bench import bench_model, markdown_table, regression_message
-    from speedlog.bench_draft import bench_draft
+    from tokrace.backends.device_telemetry import detect_gpus
+    from tokrace.bench import bench_draft, bench_model
+    from tokrace.cli.export_cmd import warnings_to
+    from tokrace.model_registry.errors import TokraceError
+    from tokrace.session import DraftSpec, LoadSpec, resolve
+    from tokrace.speedlog import SpeedLog, new_session_id
+    from tokrace.speedlog.bench import markdown_table, regression_message
 
     tests = [(p, 0) for p in args.n_prompt if p] + [(0, n) for n in args.n_gen if n]
     if args.draft_k and not args.draft:
@@ -67,26 +68,23 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     progress = None if args.quiet else (lambda msg: err(f"bench: {msg}"))
+    draft = DraftSpec(ref=args.draft, k=args.draft_k)
+    # Every model and draft is found and checked (vocabulary too) before any test runs.
+    found = [resolve(LoadSpec(model=ref, n_threads=args.threads, draft=draft)) for ref in args.models]
+    gpus = detect_gpus()
     log = SpeedLog.open()
     with warnings_to(err):
         history = log.read(kind="bench")
     session_id = new_session_id()
     results = []
     try:
-        for ref in args.models:
-            resolved = resolve_model(ref)
-            results += bench_model(
-                str(resolved.path), tests, args.repetitions, session_id=session_id,
-                threads=args.threads, model_id=resolved.model_id, chat_template=resolved.chat_template,
-                log=None if args.no_log else log, history=history, progress=progress,
-            )
+        for model in found:
+            results += bench_model(model, tests, args.repetitions, gpus=gpus, session_id=session_id,
+                                   log=None if args.no_log else log, history=history, progress=progress)
             if args.draft:
-                results += bench_draft(
-                    str(resolved.path), args.draft, [n for n in args.n_gen if n], args.repetitions,
-                    session_id=session_id, threads=args.threads, k=args.draft_k,
-                    model_id=resolved.model_id, log=None if args.no_log else log, history=history,
-                    progress=progress,
-                )
+                results += bench_draft(model, [n for n in args.n_gen if n], args.repetitions, gpus=gpus,
+                                       session_id=session_id, log=None if args.no_log else log,
+                                       history=history, progress=progress)
     finally:
         log.close()
     if args.json:

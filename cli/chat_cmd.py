@@ -10,13 +10,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from backends.base import CancelToken, ChatMessage, LoadedModel
-from backends.events import GenerationFinished, StreamEvent, TokenGenerated
-from backends.meter import ReplyStats, SpeedMeter
-from cli import common, draft_args
+from tokrace.backends.base import CancelToken, ChatMessage, LoadedModel
+from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
+from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.cli import common, draft_args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "chat", help="one chat turn, headless",
         description="Send one prompt, stream the reply to stdout and the speed summary to stderr.",
@@ -63,22 +63,17 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterat
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.device_telemetry import DeviceSampler, detect_gpus
-    from backends.draft_setup import draft_fields
-    from backends.placement import place
-    from backends.reply_extras import extras, extras_line
-    from model_registry.resolve import resolve_model
-    from speedlog import SessionRecorder
+    from tokrace.backends.device_telemetry import DeviceSampler, detect_gpus
+    from tokrace.backends.reply_extras import extras, extras_line
+    from tokrace.cli.words import say
+    from tokrace.model_registry.errors import TokraceError
+    from tokrace.session import LoadSpec, open_session
 
+    settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    resolved = resolve_model(args.model, progress=common.StderrProgress())
-    config = common.load_config(args, resolved)
     gpus = detect_gpus()
-    place(config, gpus, common.placement_request(args))
-    backend = draft_args.build_backend(args, config, progress=common.StderrProgress())
-    model = backend.load()
-    recorder = SessionRecorder(model, config, kind="chat", model_id=resolved.model_id,
-                               **draft_fields(backend))
+    session = open_session(LoadSpec.from_settings(settings), gpus, progress=common.StderrProgress())
+    backend, model = session.backend, session.model
     # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
     sampler = DeviceSampler().start() if gpus else None
     window_id = sampler.begin_window() if sampler else None
@@ -88,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     finished: GenerationFinished | None = None
     shown = 0
-    for event in _interruptible(backend.stream_chat(messages, common.generation_params(args), cancel),
+    for event in _interruptible(backend.stream_chat(messages, settings.generation_params(), cancel),
                                 cancel):
         meter.observe(event)
         if isinstance(event, TokenGenerated) and event.text and not args.json:
@@ -97,30 +92,35 @@ def run(args: argparse.Namespace) -> int:
             shown += len(event.text)
         elif isinstance(event, GenerationFinished):
             finished = event
-    backend.unload()
     assert finished is not None  # stream_chat always ends with GenerationFinished
     stats = meter.stats
     window = sampler.end_window(window_id) if sampler and window_id is not None else None
     if sampler:
         sampler.stop()
-    recorder.record(stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
-                    energy_j=window.energy_j if window else None)
-    price = getattr(args, "price_per_hour", None)
+    price = settings.price_per_hour
+    # The reply comes first; a speed log that cannot be written is a warning after it.
     if args.json:
         data = reply_json(stats, model, finished.text)
         data.update(extras(stats, window, price))
-        draft = draft_args.draft_json(backend, stats)
+        draft = backend.draft_summary(stats)
         if draft is not None:
             data["draft"] = draft
-        print(json.dumps(data, ensure_ascii=False))
+        print(json.dumps(data, ensure_ascii=False), flush=True)
     else:
         # Text held back to the end (the start of a stop string that never completed) comes out now.
         sys.stdout.write(finished.text[shown:] + "\n")
         sys.stdout.flush()
         print(stats.summary_line() + extras_line(stats, window, price), file=sys.stderr)
         if finished.notice:
-            print(f"note: {finished.notice}", file=sys.stderr)
+            print(f"note: {say(finished.notice)}", file=sys.stderr)
+    try:
+        session.record(stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
+                       energy_j=window.energy_j if window else None)
+    except TokraceError as err:
+        print(f"tokrace: warning: speed log not written: {say(err)}", file=sys.stderr)
+    finally:
+        session.unload()
     if finished.stop_reason == "error":
-        print(f"tokrace: error: {finished.error}", file=sys.stderr)
+        print(f"tokrace: error: {say(finished.error or 'the reply failed')}", file=sys.stderr)
         return 2
     return 130 if finished.stop_reason == "cancelled" else 0

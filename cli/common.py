@@ -1,106 +1,89 @@
-"""Flags shared by ``tokrace``, ``tokrace chat``, ``tokrace race`` and ``tokrace bench``."""
+"""Flags shared by ``tokrace``, ``tokrace chat``, ``tokrace race`` and ``tokrace bench``.
+
+The flags are generated from ``tokrace.settings.Settings``; ``settings_for(args)`` is the file's settings
+overlaid with the flags given, and every helper here goes through it, so ``settings.toml`` applies to
+every command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from backends.base import GenerationParams, LoadConfig
-from backends.placement import PlacementRequest
-from model_registry.errors import TokraceError
-from model_registry.resolve import ResolvedModel
-from model_registry.units import format_bytes
+from tokrace.backends.base import GenerationParams
+from tokrace.backends.placement import PlacementRequest
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.units import format_bytes
+from tokrace.settings import (
+    Settings,
+    add_settings_args,
+    load_settings,
+    number,
+    settings_from_args,
+    split_fractions,
+    whole_number,
+)
 
-_GEN_DEFAULTS = GenerationParams()
+_POSITIVE_INT = whole_number(1)
+_NON_NEGATIVE = number(0)
 
 
 def positive_int(text: str) -> int:
+    """argparse ``type``: a whole number above 0."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
+        return _POSITIVE_INT(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}, got {text!r}") from None
 
 
 def non_negative_float(text: str) -> float:
+    """argparse ``type``: a finite number of 0 or more."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {value}")
-    return value
+        return _NON_NEGATIVE(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}, got {text!r}") from None
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    parser.add_argument(
-        "--model", "-m", required=required, metavar="M",
-        help="a .gguf path or a catalog id (default: the embedded SmolLM2-135M-Instruct)",
-    )
+    """``--model/-m`` (from ``Settings.model``)."""
+    add_settings_args(parser, ["model"], required=["model"] if required else ())
 
 
 def add_generation_args(parser: argparse.ArgumentParser, *, defaults_only: bool = False) -> None:
-    g = parser.add_argument_group("generation")
-    g.add_argument("--max-tokens", "-n", type=positive_int, default=_GEN_DEFAULTS.max_tokens)
-    g.add_argument("--temperature", "-t", type=non_negative_float,
-                   default=_GEN_DEFAULTS.temperature, help="0 = greedy")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads (default: all cores)")
-    g.add_argument("--ctx", type=positive_int, default=None,
-                   help="context size in tokens (default: 4096, or the model's own if smaller)")
+    """The "generation" group: ``--max-tokens/-n``, ``--temperature/-t``, ``--seed``, ``--ctx``,
+    ``--threads`` (from the ``Settings`` fields in that group; ``defaults_only`` is unused)."""
+    add_settings_args(parser, Settings.names(group="generation"))
 
 
 def add_gpu_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("GPU offload (ignored by CPU-only llama.cpp builds)")
-    g.add_argument("--gpu-layers", type=int, default=None, metavar="N",
-                   help="layers to offload (-1 = all; default: planned)")
-    g.add_argument("--tensor-split", default=None, metavar="A,B,...",
-                   help="fraction of the model per GPU, e.g. 1,1")
-    g.add_argument("--split-mode", choices=["none", "layer", "row"], default=None)
-    g.add_argument("--main-gpu", type=int, default=None, metavar="I")
-    g.add_argument("--price-per-hour", type=non_negative_float, default=None, metavar="USD",
-                   help="what the hardware costs per hour: adds $ per 1K prompt/generated tokens")
+    """The GPU offload group: ``--gpu-layers``, ``--tensor-split``, ``--split-mode``, ``--main-gpu``,
+    ``--price-per-hour`` (from the ``Settings`` fields in that group)."""
+    add_settings_args(parser, Settings.names(group="gpu"))
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """This run's settings: ``settings.toml`` (bad file: ``TokraceError``) overlaid with the flags given."""
+    return settings_from_args(args, load_settings())
 
 
 def generation_params(args: argparse.Namespace) -> GenerationParams:
-    return GenerationParams(
-        max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
-    )
+    """Sampling settings from the file and the flags."""
+    return settings_for(args).generation_params()
 
 
-def parse_tensor_split(text: str | None) -> list[float] | None:
+def parse_tensor_split(text: str | list[float] | None) -> list[float] | None:
+    """``"1,1"`` → ``[1.0, 1.0]``; ``None`` stays ``None``; a bad value is a one-line ``TokraceError``."""
     if text is None:
         return None
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise TokraceError(
-            f"--tensor-split {text!r}: expected numbers separated by commas, e.g. 1,1"
-        ) from None
-    if not values or any(v < 0 for v in values) or sum(values) <= 0:
-        raise TokraceError(f"--tensor-split {text!r}: expected non-negative numbers with a positive sum")
-    return values
-
-
-def load_config(args: argparse.Namespace, model: ResolvedModel) -> LoadConfig:
-    """A ``LoadConfig`` from the shared flags; GPU placement is filled in by ``placement.place``."""
-    config = LoadConfig(path=str(model.path), name=model.model_id, chat_template=model.chat_template)
-    config.n_threads = getattr(args, "threads", None)
-    return config
+        return split_fractions(text)
+    except ValueError as err:
+        raise TokraceError(f"--tensor-split {text!r}: {err}") from None
 
 
 def placement_request(args: argparse.Namespace) -> PlacementRequest:
-    """The user's context and GPU overrides (``None`` where the planner should choose)."""
-    return PlacementRequest(
-        n_ctx=getattr(args, "ctx", None),
-        n_gpu_layers=getattr(args, "gpu_layers", None),
-        tensor_split=parse_tensor_split(getattr(args, "tensor_split", None)),
-        split_mode=getattr(args, "split_mode", None),
-        main_gpu=getattr(args, "main_gpu", None),
-    )
+    """The user's context and GPU overrides from the file and the flags (``None``: the planner chooses)."""
+    return settings_for(args).placement_request()
 
 
 class StderrProgress:

@@ -8,10 +8,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from model_registry.errors import TokraceError
+from tokrace.model_registry.errors import TokraceError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export",
         help="export recorded replies (jsonl, csv, md) and plots",
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 @contextmanager
 def warnings_to(emit: Callable[[str], None]) -> Iterator[None]:
     """Report the log's read problems as ``tokrace: warning:`` lines instead of Python warnings."""
-    from speedlog import SpeedLogWarning
+    from tokrace.speedlog import SpeedLogWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpeedLogWarning)
@@ -50,10 +50,10 @@ def _stderr(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speedlog import SpeedLog
-    from speedlog.export import render, write_atomic
-    from speedlog.plot import replies_chart, reply_chart, svg_plots
-    from speedlog.store import summarize_sessions
+    from tokrace.speedlog import SpeedLog
+    from tokrace.speedlog.export import render, write_atomic
+    from tokrace.speedlog.plot import replies_chart, reply_chart, svg_plots
+    from tokrace.speedlog.store import summarize_sessions
 
     log = SpeedLog.open()
     with warnings_to(_stderr):

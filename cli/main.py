@@ -12,29 +12,31 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from model_registry.errors import TokraceError
+from tokrace import __version__
+from tokrace.model_registry.errors import TokraceError
 
 COMMAND_MODULES: list[str] = [
-    "cli.chat_cmd",
-    "cli.models_cmd",
-    "cli.export_cmd",
-    "cli.bench_cmd",
-    "cli.plan_cmd",
-    "cli.race_cmd",
+    "tokrace.cli.chat_cmd",
+    "tokrace.cli.models_cmd",
+    "tokrace.cli.export_cmd",
+    "tokrace.cli.bench_cmd",
+    "tokrace.cli.plan_cmd",
+    "tokrace.cli.race_cmd",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import common
+    from tokrace.cli import common
 
     parser = argparse.ArgumentParser(
         prog="tokrace",
         description="Chat with local GGUF models and measure exactly how fast they run.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common.add_model_args(parser)
     common.add_generation_args(parser, defaults_only=True)
     common.add_gpu_args(parser)
-    importlib.import_module("cli.draft_args").add_draft_args(parser)
+    importlib.import_module("tokrace.cli.draft_args").add_draft_args(parser)
     parser.set_defaults(func=_run_tui)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -43,9 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_tui(args: argparse.Namespace) -> int:
-    from tui.app import run_app
+    from tokrace.cli import common
+    from tokrace.tui.app import TokraceApp
 
-    return run_app(args)
+    app = TokraceApp(settings=common.settings_for(args))
+    app.run()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TokraceError as err:
-        print(f"tokrace: error: {err}", file=sys.stderr)
+        from tokrace.cli.words import say
+
+        print(f"tokrace: error: {say(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("tokrace: interrupted", file=sys.stderr)

@@ -12,15 +12,20 @@ import sys
 import time
 from typing import Any
 
-from model_registry.errors import TokraceError
-from model_registry.units import format_bytes, format_params
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.units import format_bytes, format_params
 
 _MODELS_HELP = "download, list, inspect and delete models"
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("models", help=_MODELS_HELP, description=_MODELS_HELP)
-    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+    def show_help(_args: argparse.Namespace) -> int:  # ``tokrace models`` without an action
+        parser.print_help()
+        return 0
+
+    parser.set_defaults(func=show_help)
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
     p = sub.add_parser("pull", help="download a catalog model or hf:OWNER/NAME:QUANT, verified")
@@ -51,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    from cli.common import positive_int
+    from tokrace.cli.common import positive_int
 
     p.add_argument("--ctx", type=positive_int, default=None, help="context for the plan (default: ≤ 8k)")
     p.add_argument("--kv-type", default="f16", help="KV cache type: f16 (default), q8_0, q4_0, f32")
@@ -62,7 +67,7 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
 # -- progress ---------------------------------------------------------------------------------------------
 class ProgressPrinter:
     def __init__(self, stream: Any = None, interval_s: float | None = None) -> None:
-        from model_registry.transfer import TransferMeter
+        from tokrace.model_registry.transfer import TransferMeter
 
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -122,7 +127,7 @@ def _gpu_free(spec: str | None) -> list[int]:
 def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
     import psutil
 
-    from model_registry.memory_plan import fit_summary, plan_memory
+    from tokrace.model_registry.memory_plan import fit_summary, plan_memory
 
     plan = plan_memory(info, args.ctx, args.kv_type)
     fit = fit_summary(plan, info, _gpu_free(args.gpus), psutil.virtual_memory().available)
@@ -131,11 +136,11 @@ def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
 # -- commands ---------------------------------------------------------------------------------------------
 def cmd_pull(args: argparse.Namespace) -> int:
-    from model_registry.catalog import load_catalog
-    from model_registry.hf_download import pull_hf
-    from model_registry.hub import parse_hf_ref
-    from model_registry.remote_header import read_hf_ref_info
-    from model_registry.resolve import fetch_entry
+    from tokrace.model_registry.catalog import load_catalog
+    from tokrace.model_registry.hf_download import pull_hf
+    from tokrace.model_registry.hub import parse_hf_ref
+    from tokrace.model_registry.remote_header import read_hf_ref_info
+    from tokrace.model_registry.resolve import fetch_entry
 
     ref = args.model.strip()
     hf = parse_hf_ref(ref) if ref.startswith("hf:") else None
@@ -162,7 +167,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from model_registry.listing import list_models
+    from tokrace.model_registry.listing import list_models
 
     rows = list_models()
     if args.json:
@@ -178,10 +183,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from model_registry.catalog import HfSource, PypiSource, load_catalog
-    from model_registry.hf_download import remove_pull
-    from model_registry.hub import parse_hf_ref
-    from model_registry.store import forget_pull, load_pulls
+    from tokrace.model_registry.catalog import HfSource, PypiSource, load_catalog
+    from tokrace.model_registry.hf_download import remove_pull
+    from tokrace.model_registry.hub import parse_hf_ref
+    from tokrace.model_registry.store import forget_pull, load_pulls
 
     ref = args.model.strip()
     entry = None if ref.startswith("hf:") else load_catalog().find(ref)
@@ -218,7 +223,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from model_registry.search import search_hub
+    from tokrace.model_registry.search import search_hub
 
     results = search_hub(args.text, limit=args.limit)
     if args.json:
@@ -236,7 +241,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from model_registry.model_info import info_dict, model_info
+    from tokrace.model_registry.model_info import info_dict, model_info
 
     mi = model_info(args.model)
     info = mi.info

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cli import common
-from model_registry.errors import TokraceError
+from tokrace.cli import common
+from tokrace.model_registry.errors import TokraceError
 
 if TYPE_CHECKING:
-    from backends.split_planner import GpuDevice, HeadBytes, SplitPlan
-    from model_registry.gguf_meta import GGUFInfo
+    from pathlib import Path
+
+    from tokrace.backends.split_planner import GpuDevice, HeadBytes, SplitPlan
+    from tokrace.model_registry.gguf_meta import GGUFInfo
 
 CUDA_ADVICE = (
     "this llama.cpp build is CPU-only, so GPU settings are ignored; for an NVIDIA GPU reinstall it with "
@@ -25,7 +27,7 @@ CUDA_ADVICE = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "plan", help="plan GPU offload: which layers go where, and whether it fits",
         description="Plan how a model splits over the GPUs (real, or simulated with --gpus) and the CPU.",
@@ -66,30 +68,31 @@ def parse_gpus(text: str) -> list[float]:
 def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
     """The model's header, exact head sizes when the file is local, and where it came from. Never
     downloads Hub weights: a Hub model not on disk is read remotely."""
-    from backends.split_planner import HeadBytes
-    from model_registry.gguf_meta import read_gguf_info
-    from model_registry.resolve import looks_like_path, resolve_model
+    from tokrace.backends.split_planner import HeadBytes
+    from tokrace.model_registry.gguf_meta import read_gguf_info
+    from tokrace.model_registry.resolve import looks_like_path, resolve_model
 
-    def local(path: Any, source: str) -> tuple[GGUFInfo, HeadBytes | None, str]:
+    def local(path: str | Path, source: str) -> tuple[GGUFInfo, HeadBytes | None, str]:
         return read_gguf_info(path), HeadBytes.from_file(str(path)), source
 
     text = (ref or "").strip()
     if text and not text.startswith("hf:") and looks_like_path(text):
         return local(text, text)
     if text:
-        from model_registry.catalog import load_catalog
-        from model_registry.resolve import local_path
-        from model_registry.store import find_pull
+        from tokrace.model_registry.catalog import load_catalog
+        from tokrace.model_registry.resolve import local_path
+        from tokrace.model_registry.store import find_pull
 
         if text.startswith("hf:"):
-            from model_registry.hub import parse_hf_ref
+            from tokrace.model_registry.hub import parse_hf_ref
 
-            entry, on_disk = None, find_pull(str(parse_hf_ref(text)))
+            pull = find_pull(str(parse_hf_ref(text)))
+            entry, on_disk = None, (pull.path if pull is not None else None)
         else:
             entry = load_catalog().find(text)
             on_disk = local_path(entry) if entry is not None else None
         if on_disk is not None:
-            return local(getattr(on_disk, "path", on_disk), text)
+            return local(on_disk, text)
         if text.startswith("hf:") or (entry is not None and entry.hf_ref() is not None):
             return _remote(text), None, f"{text} (header read remotely)"
     resolved = resolve_model(ref or None)  # catalog (PyPI) or discovered models: small or already local
@@ -98,7 +101,7 @@ def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
 
 def _remote(ref: str) -> GGUFInfo:
     try:
-        from model_registry.remote_header import read_remote_gguf_info
+        from tokrace.model_registry.remote_header import read_remote_gguf_info
     except ImportError:
         raise TokraceError(
             f"planning {ref} needs the model registry's remote header reader, which this install lacks; "
@@ -110,8 +113,8 @@ def _remote(ref: str) -> GGUFInfo:
 def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list[GpuDevice], bool]:
     import psutil
 
-    from backends.device_telemetry import detect_gpus
-    from backends.split_planner import gpus_from_samples, plan_split, simulated_gpus
+    from tokrace.backends.device_telemetry import detect_gpus
+    from tokrace.backends.split_planner import gpus_from_samples, plan_split, simulated_gpus
 
     info, head, source = load_model_info(args.model)
     simulated = args.gpus is not None
@@ -126,61 +129,6 @@ def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list
     return plan, info, source, gpus, simulated
 
 
-def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
-    """The plan in words, for the CLI and the TUI."""
-    from backends.split_planner import GIB
-    from model_registry.units import format_bytes
-
-    def gb(n: float) -> str:
-        return f"{n / GIB:.2f} GB" if n >= GIB / 10 or n == 0 else format_bytes(n)
-
-    size = info.file_size or info.tensors_bytes
-    lines = [
-        f"{info.name or source}: {info.quantization}, {format_bytes(size)}, {plan.n_layers} layers · "
-        f"context {plan.n_ctx:,} · KV cache {format_bytes(plan.kv_bytes_per_token)}/token "
-        f"({gb(plan.kv_bytes_per_token * plan.n_ctx)} at full context)"
-    ]
-    for d in plan.per_device:
-        layers = _layer_words(d.layers, d.has_output, plan.split_mode)
-        lines.append(
-            f"GPU {d.index} {d.name}: {layers} · weights {gb(d.weights_bytes)} + KV {gb(d.kv_bytes)} + "
-            f"compute {gb(d.compute_bytes)} = {gb(d.planned_bytes)} of {gb(d.usable_bytes)} usable "
-            f"({gb(d.total_bytes)} total, {gb(d.free_bytes)} free)"
-        )
-    h = plan.host
-    cpu_what = _layer_words(h.layers, False, "layer") if h.layers else "input embedding only"
-    lines.append(f"CPU: {cpu_what} · {gb(h.planned_bytes)} in RAM"
-                 + (f" ({gb(h.free_bytes)} available)" if h.free_bytes is not None else ""))
-    total = plan.n_layers + 1
-    if not plan.per_device:
-        verdict = "fits in RAM" if plan.fits else "does NOT fit in RAM"
-        lines.append(f"no GPU: everything runs on the CPU, {verdict}")
-    elif plan.fits:
-        lines.append(f"fits: all {total}/{total} layers (the output head counted) on GPU")
-    else:
-        head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
-        lines.append(f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
-                     f"layers{head} stay on CPU")
-    if plan.per_device:
-        kw = plan.load_kwargs()
-        flags = f"--gpu-layers {kw['n_gpu_layers']} --split-mode {kw['split_mode']}"
-        if kw["tensor_split"]:
-            flags += " --tensor-split " + ",".join(f"{x:g}" for x in kw["tensor_split"])
-        flags += f" --main-gpu {kw['main_gpu']}"
-        lines.append(f"settings: {flags}")
-    return lines
-
-
-def _layer_words(layers: list[int], output: bool, mode: str) -> str:
-    from backends.split_planner import layer_ranges
-
-    if not layers and not output:
-        return "nothing"
-    share = " (a row share of each)" if mode == "row" else ""
-    text = f"layers {layer_ranges(layers)} ({len(layers)}){share}" if layers else ""
-    return text + (" + output head" if output and text else "output head" if output else "")
-
-
 def run(args: argparse.Namespace) -> int:
     plan, info, source, gpus, simulated = build_plan(args)
     offload, advice = gpu_offload_support()
@@ -189,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
                 "gpus_simulated": simulated, "gpu_offload": offload, "advice": advice}
         print(json.dumps(data, indent=2))
         return 0
+    from tokrace.backends.placement import describe_plan
+    from tokrace.cli.words import say
+
     for line in describe_plan(plan, info, source):
-        print(line)
+        print(say(line))
     if not gpus and not simulated:
         print("no NVIDIA GPU found (NVML): planned for the CPU; simulate GPUs with --gpus 24,24")
     if advice and (gpus or offload is None):

@@ -13,13 +13,14 @@ import signal
 import sys
 from typing import Any
 
-from backends.race import MODES, Lane, LaneResult, RaceResult
-from backends.race_setup import RacePlan
-from cli import common
-from model_registry.errors import TokraceError
+from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
+from tokrace.cli import common
+from tokrace.cli.words import say
+from tokrace.model_registry.errors import TokraceError
+from tokrace.race_setup import RacePlan
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "race", help="two models, one prompt, side by side",
         description="Race two models on the same prompt and compare their speed. Without --prompt, "
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
-    from cli.chat_cmd import reply_json
+    from tokrace.cli.chat_cmd import reply_json
 
     if lane.model is not None:
         data = reply_json(result.stats, lane.model, result.text)
@@ -57,7 +58,7 @@ def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
     data["lane"] = lane.label
     data["title"] = lane.title
     data["ran"] = result.ran
-    data["error"] = result.error
+    data["error"] = say(result.error) if result.error else None
     data["draft"] = lane.draft
     return data
 
@@ -101,30 +102,36 @@ def table(plan: RacePlan, race: RaceResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     if args.prompt is None:
         if args.json:
             raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)")
-        from tui.app import run_race_app
+        from tokrace.tui.app import TokraceApp
+        from tokrace.tui.race.screen import RaceSetup
 
-        return run_race_app(args)
+        setup = RaceSetup(refs=[args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
+                          request=settings.placement_request(), drafts=(args.draft_a, args.draft_b),
+                          draft_k=settings.draft_k)
+        TokraceApp(settings=settings, race=setup).run()
+        return 0
 
-    from backends.base import CancelToken
-    from backends.device_telemetry import detect_gpus
-    from backends.race import run_race
-    from backends.race_setup import plan_race, record_race
+    from tokrace.backends.base import CancelToken
+    from tokrace.backends.device_telemetry import detect_gpus
+    from tokrace.backends.race import run_race
+    from tokrace.race_setup import plan_race, record_race
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     gpus = detect_gpus()
-    plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=args.threads,
-                     request=common.placement_request(args), gpus=gpus,
+    plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
+                     request=settings.placement_request(), gpus=gpus,
                      progress=common.StderrProgress(), drafts=(args.draft_a, args.draft_b),
-                     draft_k=args.draft_k)
+                     draft_k=settings.draft_k)
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     cancel = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())  # Ctrl+C stops both lanes
     try:
-        race = run_race(plan.lanes, prompt, common.generation_params(args), mode=plan.mode, cancel=cancel,
+        race = run_race(plan.lanes, prompt, settings.generation_params(), mode=plan.mode, cancel=cancel,
                         shared_device=plan.shared_device, load_in_turn=plan.load_in_turn,
                         ceilings=_ceilings(plan))
     finally:
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for lane, r in zip(plan.lanes, race.lanes, strict=True):
             print(f"── {lane.label} · {lane.title} ──")
-            print(r.text if r.ran else f"({r.error or 'not run'})")
+            print(r.text if r.ran else f"({say(r.error or 'not run')})")
             print()
         print(table(plan, race))
         print()
@@ -149,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     failed = [r for r in race.lanes if r.error]
     for r in failed:
-        print(f"tokrace: error: lane {r.label}: {r.error}", file=sys.stderr)
+        print(f"tokrace: error: lane {r.label}: {say(r.error or '')}", file=sys.stderr)
     if failed:
         return 2
     return 130 if race.cancelled else 0
@@ -159,7 +166,7 @@ def _ceilings(plan: RacePlan) -> dict[str, float | None] | None:
     """The CPU roofline is measured once per machine and cached; only CPU lanes use it here."""
     if any(lane.plan is not None and lane.plan.per_device for lane in plan.lanes):
         return None  # GPU bandwidths come from NVML samples in the TUI; headless we skip the roofline
-    from backends.race_setup import lane_ceilings
-    from backends.roofline import cpu_bandwidth
+    from tokrace.backends.roofline import cpu_bandwidth
+    from tokrace.race_setup import lane_ceilings
 
     return lane_ceilings(plan.lanes, None, cpu_bandwidth().bytes_per_s)

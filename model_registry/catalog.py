@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from model_registry.errors import TokraceError
-from model_registry.hub import DEFAULT_REVISION, HfRef, check_filename, check_repo_id
-from model_registry.paths import config_dir
-from model_registry.pypi_source import PypiModelSource, WheelMember
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.hub import DEFAULT_REVISION, HfRef, check_filename, check_repo_id
+from tokrace.model_registry.paths import config_dir
+from tokrace.model_registry.pypi_source import PypiModelSource, WheelMember
 
 BUILTIN_CATALOG = Path(__file__).with_name("catalog.toml")
 USER_CATALOG_NAME = "catalog.toml"

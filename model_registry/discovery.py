@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_registry.gguf_meta import GGUF_MAGIC
-from model_registry.hub import hub_cache_dir
+from tokrace.model_registry.gguf_meta import GGUF_MAGIC
+from tokrace.model_registry.hub import hub_cache_dir
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 SOURCES = ("hf-cache", "llama.cpp", "lm-studio", "ollama")

@@ -11,14 +11,14 @@ import functools
 import hashlib
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
-from model_registry.errors import ModelFileError
+from tokrace.model_registry.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -319,7 +319,8 @@ def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorI
     return _read_tensor_infos(r, n_tensors, source)
 
 
-def merge_shard_tensors(first: GGUFInfo, others: list[list[TensorInfo]], sizes: list[int | None]) -> GGUFInfo:
+def merge_shard_tensors(first: GGUFInfo, others: Sequence[Sequence[TensorInfo]], sizes: Sequence[int | None]
+                        ) -> GGUFInfo:
     """A sharded model as one: ``first`` shard's metadata, every shard's tensors counted and placed in
     their layers; ``sizes`` are the other shards' file sizes (the total is None if one is unknown)."""
     from dataclasses import replace

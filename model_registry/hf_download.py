@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_registry.errors import TokraceError
-from model_registry.hub import HfRef, hub_cache_dir, hub_endpoint, hub_errors, resolve_files
-from model_registry.store import Pull, PulledFile, find_pull, record_pull
-from model_registry.transfer import ProgressFn
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.hub import HfRef, hub_cache_dir, hub_endpoint, hub_errors, resolve_files
+from tokrace.model_registry.store import Pull, PulledFile, find_pull, record_pull
+from tokrace.model_registry.transfer import ProgressFn
 
 PARTIAL_SUFFIX = ".tokrace-partial"
 _HASH_CHUNK = 4 << 20
@@ -58,7 +58,7 @@ def repo_cache_dir(repo_id: str) -> Path:
 
 def describe_remote(ref: HfRef) -> list[RemoteGguf]:
     """Each file of ``ref`` with its size, etag, commit and expected hash (metadata only)."""
-    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import HfApi, RepoFile, get_hf_file_metadata, hf_hub_url
 
     endpoint = hub_endpoint()
     files = resolve_files(ref)
@@ -73,11 +73,11 @@ def describe_remote(ref: HfRef) -> list[RemoteGguf]:
     by_path = {i.path: i for i in infos}
     for f, url, meta in heads:
         info = by_path.get(f)
-        if info is None or meta.size is None or not meta.etag or not meta.commit_hash:
+        if not isinstance(info, RepoFile) or meta.size is None or not meta.etag or not meta.commit_hash:
             raise TokraceError(f"{ref}: the Hub gave no size/hash for {f}; try again later")
-        lfs = getattr(info, "lfs", None)
-        out.append(RemoteGguf(f, url, meta.size, meta.etag, meta.commit_hash,
-                              lfs.sha256 if lfs else None, None if lfs else info.blob_id))
+        lfs = info.lfs  # None for a file stored in git itself: then its git blob id is checked
+        sha256, git_sha1 = (lfs.sha256, None) if lfs is not None else (None, info.blob_id)
+        out.append(RemoteGguf(f, url, meta.size, meta.etag, meta.commit_hash, sha256, git_sha1))
     return out
 
 

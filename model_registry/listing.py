@@ -7,10 +7,10 @@ from typing import Any
 
 def list_models() -> list[dict[str, Any]]:
     """Catalog entries (downloaded or not), other pulls, then other tools' GGUFs; one dict per model."""
-    from model_registry.catalog import load_catalog
-    from model_registry.discovery import discover
-    from model_registry.resolve import local_path
-    from model_registry.store import load_pulls
+    from tokrace.model_registry.catalog import load_catalog
+    from tokrace.model_registry.discovery import discover
+    from tokrace.model_registry.resolve import local_path
+    from tokrace.model_registry.store import load_pulls
 
     rows: list[dict[str, Any]] = []
     catalog = load_catalog()

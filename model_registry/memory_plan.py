@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_registry.errors import ModelFileError, TokraceError
-from model_registry.gguf_meta import GGUFInfo
-from model_registry.units import format_bytes
+from tokrace.model_registry.errors import ModelFileError, TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo
+from tokrace.model_registry.units import format_bytes
 
 KV_TYPE_BYTES: dict[str, float] = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
                                    "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32}

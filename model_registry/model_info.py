@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_registry.catalog import CatalogEntry, load_catalog
-from model_registry.errors import ModelFileError
-from model_registry.gguf_meta import GGUFInfo, merge_shard_tensors, read_gguf_info, read_tensor_table
-from model_registry.hub import parse_hf_ref, shard_info, shard_names
-from model_registry.remote_header import read_hf_ref_info
-from model_registry.store import find_pull
+from tokrace.model_registry.catalog import CatalogEntry, load_catalog
+from tokrace.model_registry.errors import ModelFileError
+from tokrace.model_registry.gguf_meta import GGUFInfo, merge_shard_tensors, read_gguf_info, read_tensor_table
+from tokrace.model_registry.hub import parse_hf_ref, shard_info, shard_names
+from tokrace.model_registry.remote_header import read_hf_ref_info
+from tokrace.model_registry.store import find_pull
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def read_local_info(path: Path) -> GGUFInfo:
 def model_info(ref: str) -> ModelInfo:
     """``ref``: a path, a catalog id or an ``hf:`` ref. Downloaded models are read from disk, others
     from the Hub (header only)."""
-    from model_registry.resolve import local_path, looks_like_path
+    from tokrace.model_registry.resolve import local_path, looks_like_path
 
     ref = ref.strip()
     if ref.startswith("hf:"):
@@ -63,13 +63,13 @@ def model_info(ref: str) -> ModelInfo:
         path = Path(ref).expanduser()
         return ModelInfo(read_local_info(path), str(path), remote=False)
     entry = entry or catalog.get(ref)
-    path = local_path(entry)
-    if path is not None:
-        return ModelInfo(read_local_info(path), str(path), remote=False, entry=entry)
-    hf = entry.hf_ref()
-    if hf is None:
+    on_disk = local_path(entry)
+    if on_disk is not None:
+        return ModelInfo(read_local_info(on_disk), str(on_disk), remote=False, entry=entry)
+    entry_ref = entry.hf_ref()
+    if entry_ref is None:
         raise ModelFileError(f"{entry.id} is not downloaded yet; run 'tokrace models pull {entry.id}' first")
-    return ModelInfo(read_hf_ref_info(hf), str(hf), remote=True, entry=entry)
+    return ModelInfo(read_hf_ref_info(entry_ref), str(entry_ref), remote=True, entry=entry)
 
 
 def info_dict(info: GGUFInfo) -> dict[str, Any]:

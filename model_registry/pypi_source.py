@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_registry.errors import TokraceError
-from model_registry.paths import cache_dir, models_dir
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.paths import cache_dir, models_dir
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done_bytes, total_bytes, what)``."""
@@ -133,7 +133,7 @@ def __getattr__(name: str) -> PypiModelSource:
     which holds their package, member and sha256 data."""
     if name not in _CATALOG_IDS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from model_registry.catalog import BUILTIN_CATALOG, PypiSource, parse_catalog
+    from tokrace.model_registry.catalog import BUILTIN_CATALOG, PypiSource, parse_catalog
 
     entry = parse_catalog(BUILTIN_CATALOG.read_text(encoding="utf-8"), "built-in")[_CATALOG_IDS[name]]
     assert isinstance(entry.source, PypiSource)

@@ -14,9 +14,15 @@ import io
 import os
 from dataclasses import dataclass
 
-from model_registry.errors import ModelFileError, TokraceError
-from model_registry.gguf_meta import GGUFInfo, TensorInfo, merge_shard_tensors, parse_gguf, read_tensor_table
-from model_registry.hub import HfRef, hub_endpoint, hub_errors, parse_hf_ref, resolve_files
+from tokrace.model_registry.errors import ModelFileError, TokraceError
+from tokrace.model_registry.gguf_meta import (
+    GGUFInfo,
+    TensorInfo,
+    merge_shard_tensors,
+    parse_gguf,
+    read_tensor_table,
+)
+from tokrace.model_registry.hub import HfRef, hub_endpoint, hub_errors, parse_hf_ref, resolve_files
 
 FIRST_READ = 1 << 20
 MAX_READ = 16 << 20
@@ -149,7 +155,7 @@ def read_remote_gguf_info(ref: str) -> GGUFInfo:
     ref = ref.strip()
     if ref.startswith("hf:"):
         return read_hf_ref_info(parse_hf_ref(ref))
-    from model_registry.catalog import load_catalog
+    from tokrace.model_registry.catalog import load_catalog
 
     entry = load_catalog().get(ref)
     hf = entry.hf_ref()

@@ -11,13 +11,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_registry.catalog import Catalog, CatalogEntry, FileSource, HfSource, PypiSource, load_catalog
-from model_registry.errors import ModelFileError, TokraceError
-from model_registry.hf_download import pull_hf
-from model_registry.hub import parse_hf_ref
-from model_registry.pypi_source import fetch
-from model_registry.store import find_pull
-from model_registry.transfer import ProgressFn
+from tokrace.model_registry.catalog import (
+    Catalog,
+    CatalogEntry,
+    FileSource,
+    HfSource,
+    PypiSource,
+    load_catalog,
+)
+from tokrace.model_registry.errors import ModelFileError, TokraceError
+from tokrace.model_registry.hf_download import pull_hf
+from tokrace.model_registry.hub import parse_hf_ref
+from tokrace.model_registry.pypi_source import fetch
+from tokrace.model_registry.store import find_pull
+from tokrace.model_registry.transfer import ProgressFn
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct:q4_1"
 
@@ -63,7 +70,7 @@ def fetch_entry(entry: CatalogEntry, progress: ProgressFn | None = None,
 
 
 def _discovered(ref: str) -> Path | None:
-    from model_registry.discovery import discover
+    from tokrace.model_registry.discovery import discover
 
     for found in discover():
         if ref in (found.name, found.path.name):

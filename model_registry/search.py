@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model_registry.hub import call_hub, hub_endpoint, shard_names
+from tokrace.model_registry.hub import call_hub, hub_endpoint, shard_names
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi, RepoFile, RepoFolder
 
 _QUANT_TOKEN = re.compile(r"^(I?Q\d[A-Z0-9_]*|F16|BF16|F32|TQ\d_\d)$")
 
@@ -48,15 +52,19 @@ def group_quants(files: list[tuple[str, int]]) -> list[QuantFile]:
     return sorted(rows, key=lambda q: q.size)
 
 
+def _repo_tree(api: HfApi, repo_id: str) -> list[RepoFile | RepoFolder]:
+    return list(api.list_repo_tree(repo_id, recursive=True))
+
+
 def search_hub(text: str, limit: int = 10) -> list[SearchResult]:
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, RepoFile
 
     api = HfApi(endpoint=hub_endpoint())
     repos = call_hub(f"search {text!r}", lambda: list(
         api.list_models(search=text, filter="gguf", sort="downloads", limit=max(1, limit))))
     results = []
     for repo in repos:
-        tree = call_hub(repo.id, lambda rid=repo.id: list(api.list_repo_tree(rid, recursive=True)))
-        files = [(f.path, f.size) for f in tree if getattr(f, "size", None) is not None]
+        tree = call_hub(repo.id, functools.partial(_repo_tree, api, repo.id))
+        files = [(f.path, f.size) for f in tree if isinstance(f, RepoFile)]  # folders have no size
         results.append(SearchResult(repo.id, repo.downloads or 0, bool(repo.gated), group_quants(files)))
     return results

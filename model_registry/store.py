@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_registry.errors import TokraceError
-from model_registry.paths import data_dir
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.paths import data_dir
 
 STORE_NAME = "pulls.json"
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from model_registry.units import format_bytes
+from tokrace.model_registry.units import format_bytes
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done_bytes, total_bytes, what)``; ``what`` says which file and which step."""

@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from backends.base import GenerationParams  # noqa: E402
-from tui.app import TokraceApp  # noqa: E402
+from tokrace.backends.base import GenerationParams  # noqa: E402
+from tokrace.tui.app import TokraceApp  # noqa: E402
 
 
 async def shoot(model: str | None, prompt: str, out: Path, max_tokens: int) -> None:

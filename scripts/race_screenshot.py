@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from backends.base import GenerationParams  # noqa: E402
-from tui.app import TokraceApp  # noqa: E402
-from tui.race.screen import RaceSetup  # noqa: E402
+from tokrace.backends.base import GenerationParams  # noqa: E402
+from tokrace.tui.app import TokraceApp  # noqa: E402
+from tokrace.tui.race.screen import RaceSetup  # noqa: E402
 
 
 async def shoot(a: str, b: str, mode: str, prompt: str, out: Path, max_tokens: int,

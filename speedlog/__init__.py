@@ -2,7 +2,7 @@
 
 No Textual import here (the TUI's sessions screen lives in ``tui/screens``). Typical use::
 
-    from speedlog import SessionRecorder, SpeedLog
+    from tokrace.speedlog import SessionRecorder, SpeedLog
     recorder = SessionRecorder(model, config, kind="chat")   # after the backend loaded the model
     recorder.record(meter.stats)                              # on GenerationFinished
     records = SpeedLog.open().read(session_id=recorder.session_id)
@@ -12,7 +12,7 @@ No Textual import here (the TUI's sessions screen lives in ``tui/screens``). Typ
 
 from __future__ import annotations
 
-from speedlog.record import (
+from tokrace.speedlog.record import (
     KINDS,
     SCHEMA_VERSION,
     Kind,
@@ -21,8 +21,8 @@ from speedlog.record import (
     make_record,
     new_session_id,
 )
-from speedlog.recorder import SessionRecorder
-from speedlog.store import SessionSummary, SpeedLog, SpeedLogWarning, default_log_path
+from tokrace.speedlog.recorder import SessionRecorder
+from tokrace.speedlog.store import SessionSummary, SpeedLog, SpeedLogWarning, default_log_path
 
 __all__ = [
     "KINDS",

@@ -1,132 +1,18 @@
-"""The headless bench: llama-bench's pp and tg tests, run through tokrace's own llama.cpp backend.
+"""Bench results in llama-bench's terms: mean ± sd of each test's repetitions, the JSON and Markdown
+llama-bench prints, and the comparison with your earlier runs of the same file and settings.
 
-The definitions are llama-bench's (``tools/llama-bench/llama-bench.cpp``):
-
-- ``pp<N>``: clear the KV cache, then decode N tokens (BOS first when the vocab adds one, the rest
-  random) in chunks of ``n_batch``, then synchronize. Time the whole; tok/s = N ÷ time.
-- ``tg<N>``: clear the KV cache, then decode one token at a time N times (BOS first, then random
-  tokens: no sampling is timed), synchronizing after each. tok/s = N ÷ time.
-- One untimed warm-up run first (a whole pp, or a single tg token), then ``reps`` timed repetitions;
-  the result is the mean ± sample sd of the per-repetition tok/s (``avg_ts``/``stddev_ts``).
-
-We call ``llama_decode`` on the backend's own context (``LlamaCppBackend.llama``) rather than its chat
-stream: a chat reply times sampling and detokenizing too, and a random-weight or base model may stop at
-its first token, so ``tg`` through the stream would not be llama-bench's ``tg``.
+The tests themselves run on the engine (``tokrace.backends.bench_engine``), driven by the application
+layer (``tokrace.bench``); this module only reads and compares records.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from speedlog.record import ReplyRecord
-from speedlog.stats import Comparison, compare_with_history, mean, stdev
-
-ProgressFn = Callable[[str], None]
-
-
-class DecodeTarget(Protocol):
-    """What a bench needs from an engine: decode token batches into a clearable KV cache."""
-
-    n_vocab: int
-    n_batch: int
-    bos: int | None
-    """The BOS token when the vocab adds one, else ``None`` (llama-bench then starts at random)."""
-
-    def clear(self) -> None: ...
-
-    def decode(self, tokens: Sequence[int]) -> None:
-        """Decode one batch and wait for it to finish (``llama_synchronize``)."""
-
-
-class LlamaDecodeTarget:
-    """``DecodeTarget`` over a llama-cpp-python ``Llama`` (what ``LlamaCppBackend.llama`` returns)."""
-
-    def __init__(self, llama: Any) -> None:
-        import llama_cpp
-
-        self._lib = llama_cpp
-        self._llama = llama
-        self._ctx = llama._ctx.ctx
-        vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
-        self.n_batch = int(llama.n_batch)
-        self.bos = int(llama_cpp.llama_vocab_bos(vocab)) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
-        self._arrays: dict[int, Any] = {}
-
-    def clear(self) -> None:
-        self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), False)
-        # Keep llama-cpp-python's own bookkeeping in step with the cleared cache.
-        self._llama.n_tokens = 0
-
-    def decode(self, tokens: Sequence[int]) -> None:
-        n = len(tokens)
-        array = self._arrays.get(n)
-        if array is None:
-            array = self._arrays[n] = (self._lib.llama_token * n)()
-        array[:] = tokens
-        rc = self._lib.llama_decode(self._ctx, self._lib.llama_batch_get_one(array, n))
-        if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc}")
-        self._lib.llama_synchronize(self._ctx)
-
-
-def run_pp(target: DecodeTarget, n_prompt: int, rng: random.Random) -> None:
-    done = 0
-    while done < n_prompt:
-        n = min(n_prompt - done, target.n_batch)
-        first = target.bos if done == 0 and target.bos is not None else rng.randrange(target.n_vocab)
-        target.decode([first, *(rng.randrange(target.n_vocab) for _ in range(n - 1))])
-        done += n
-
-
-def run_tg(target: DecodeTarget, n_gen: int, rng: random.Random) -> None:
-    token = target.bos if target.bos is not None else rng.randrange(target.n_vocab)
-    batch = [token]
-    for _ in range(n_gen):
-        target.decode(batch)
-        batch[0] = rng.randrange(target.n_vocab)
-
-
-def time_test(
-    target: DecodeTarget,
-    n_prompt: int,
-    n_gen: int,
-    reps: int,
-    *,
-    warmup: bool = True,
-    seed: int = 0,
-    clock: Callable[[], int] = time.perf_counter_ns,
-    progress: ProgressFn | None = None,
-    before_reps: Callable[[], None] | None = None,
-) -> list[int]:
-    """Nanoseconds of each repetition of one test (pp when ``n_gen == 0``, tg when ``n_prompt == 0``)."""
-    if reps < 1 or n_prompt < 0 or n_gen < 0 or n_prompt + n_gen == 0:
-        raise ValueError("need reps ≥ 1 and a non-empty test")
-    rng = random.Random(seed)
-    if warmup:
-        target.clear()
-        if n_prompt:
-            run_pp(target, n_prompt, rng)
-        if n_gen:
-            run_tg(target, 1, rng)
-    if before_reps is not None:
-        before_reps()
-    samples: list[int] = []
-    for i in range(reps):
-        target.clear()
-        t0 = clock()
-        if n_prompt:
-            run_pp(target, n_prompt, rng)
-        if n_gen:
-            run_tg(target, n_gen, rng)
-        samples.append(clock() - t0)
-        if progress is not None:
-            progress(f"repetition {i + 1}/{reps}: {(n_prompt + n_gen) * 1e9 / samples[-1]:.1f} tok/s")
-    return samples
+from tokrace.speedlog.record import ReplyRecord
+from tokrace.speedlog.stats import Comparison, compare_with_history, mean, stdev
 
 
 @dataclass(slots=True)
@@ -232,7 +118,7 @@ def regression_message(result: BenchResult) -> str | None:
 
 def markdown_table(results: Sequence[BenchResult]) -> str:
     """llama-bench's default table: model | size | params | backend | threads | test | t/s."""
-    from model_registry.units import format_bytes, format_params
+    from tokrace.model_registry.units import format_bytes, format_params
 
     lines = [
         "| model | size | params | backend | threads | test | t/s |",
@@ -241,7 +127,7 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
     for res in results:
         r = res.record
         backend = "GPU" if r.gpu_offload and r.n_gpu_layers and r.gpu_info else "CPU"
-        test = r.test
+        test = r.test or ""
         if res.extra.get("speedup"):
             acc = res.extra.get("acceptance_rate")
             test += f" ({res.extra['speedup']:.2f}×" + (f", {acc:.0%} accepted ÷ drafted)" if acc else ")")
@@ -250,64 +136,3 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
             f"{backend} | {r.n_threads} | {test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def bench_model(
-    path: str,
-    tests: Sequence[tuple[int, int]],
-    reps: int,
-    *,
-    session_id: str,
-    threads: int | None = None,
-    model_id: str | None = None,
-    chat_template: str | None = None,
-    log: Any = None,
-    history: Sequence[ReplyRecord] = (),
-    progress: ProgressFn | None = None,
-) -> list[BenchResult]:
-    """Load ``path`` with tokrace's llama.cpp backend and run each (n_prompt, n_gen) test ``reps`` times.
-
-    Each test is appended to ``log`` (a ``SpeedLog``) as soon as it finishes and compared with
-    ``history`` (earlier records).
-    """
-    import llama_cpp
-
-    from backends.base import LoadConfig
-    from backends.llama_cpp_backend import LlamaCppBackend, llama_perf
-    from model_registry.errors import TokraceError
-    from speedlog.record import make_bench_record
-
-    n_ctx = max(p + g for p, g in tests)
-    config = LoadConfig(path=str(path), n_ctx=n_ctx, n_threads=threads, chat_template=chat_template)
-    backend = LlamaCppBackend(config)
-    model = backend.load()
-    results: list[BenchResult] = []
-    try:
-        if model.n_ctx < n_ctx:
-            raise TokraceError(
-                f"{model.name} was trained for a context of {model.n_ctx} tokens but the tests need"
-                f" {n_ctx}; use smaller -p / -n"
-            )
-        target = LlamaDecodeTarget(backend.llama)
-        for n_prompt, n_gen in tests:
-            test = f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
-
-            def report(msg: str, test: str = test) -> None:
-                if progress is not None:
-                    progress(f"{model.name} {test}: {msg}")
-
-            ctx = backend.llama._ctx.ctx
-            samples = time_test(target, n_prompt, n_gen, reps, progress=report,
-                                before_reps=lambda ctx=ctx: llama_cpp.llama_perf_context_reset(ctx))
-            record = make_bench_record(
-                model, config, session_id, n_prompt=n_prompt, n_gen=n_gen, samples_ns=samples,
-                model_id=model_id,
-            )
-            # llama.cpp's own counters over the timed repetitions: a cross-check of our clock.
-            record.llama_perf = llama_perf(ctx)
-            if log is not None:
-                log.append(record)
-            results.append(compare(record, history))
-    finally:
-        backend.unload()
-    return results

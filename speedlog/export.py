@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from model_registry.errors import TokraceError
-from speedlog.record import ReplyRecord
-from speedlog.stats import mean, mean_sd, stdev
+from tokrace.model_registry.errors import TokraceError
+from tokrace.speedlog.record import ReplyRecord
+from tokrace.speedlog.stats import mean, mean_sd, stdev
 
 Format: TypeAlias = Literal["jsonl", "csv", "md"]
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "md")

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from model_registry import paths
+from tokrace.model_registry import paths
 
 _CHUNK = 4 << 20
 _lock = threading.Lock()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from backends.meter import binned_rate
-from speedlog.record import ReplyRecord
+from tokrace.backends.meter import binned_rate
+from tokrace.speedlog.record import ReplyRecord
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from backends.base import LoadConfig, LoadedModel
-from backends.meter import ReplyStats
-from speedlog.hardware import Hardware, describe_hardware
-from speedlog.hashing import file_sha256
+from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.meter import ReplyStats
+from tokrace.model_registry.errors import render
+from tokrace.speedlog.hardware import Hardware, describe_hardware
+from tokrace.speedlog.hashing import file_sha256
 
 SCHEMA_VERSION = 1
 Kind: TypeAlias = Literal["chat", "race", "bench"]
@@ -155,7 +156,7 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 def model_type(architecture: str, n_params: int | None, quantization: str) -> str:
     """llama-bench's ``model_type`` shape: ``llama 135M Q4_1``."""
-    from model_registry.units import format_params
+    from tokrace.model_registry.units import format_params
 
     return f"{architecture} {format_params(n_params)} {quantization}".strip()
 
@@ -200,8 +201,6 @@ def make_record(
     *,
     lane: str | None = None,
     model_id: str | None = None,
-    draft_model: str | None = None,
-    draft_k: int | None = None,
     peak_vram_bytes: int | None = None,
     energy_j: float | None = None,
     with_token_times: bool = True,
@@ -210,6 +209,10 @@ def make_record(
     now: datetime | None = None,
 ) -> ReplyRecord:
     """The record of one finished chat or race reply.
+
+    What ran is taken from the reply itself where the reply knows it: its draft model and k come from
+    ``stats`` (the request's ``RequestStarted.draft``), so an A/B rerun without the draft is recorded
+    without one although the loaded backend has a draft.
 
     The model's sha256 comes from a cache keyed by path, size and mtime, so only the first reply with a
     given file pays for hashing it (call ``speedlog.hashing.prefetch(path)`` after loading to do that in
@@ -225,8 +228,8 @@ def make_record(
         kind=kind,
         lane=lane,
         model_id=model_id,
-        draft_model=draft_model,
-        draft_k=draft_k,
+        draft_model=stats.draft_model,
+        draft_k=stats.draft_k,
         **_model_fields(model, config, hardware, sha256),
         prompt_tokens=stats.prompt_tokens,
         cached_prompt_tokens=stats.cached_prompt_tokens,
@@ -239,8 +242,8 @@ def make_record(
         gen_tok_s=stats.gen_tok_s,
         total_s=stats.total_s,
         stop_reason=stats.stop_reason,
-        error=stats.error,
-        notice=stats.notice,
+        error=render(stats.error) if stats.error else None,
+        notice=render(stats.notice) if stats.notice else None,
         drafted=stats.drafted,
         accepted=stats.accepted,
         draft_steps=stats.draft_steps,
@@ -267,7 +270,7 @@ def make_bench_record(
     now: datetime | None = None,
 ) -> ReplyRecord:
     """The record of one llama-bench-style test (``pp``: ``n_gen == 0``; ``tg``: ``n_prompt == 0``)."""
-    from speedlog.stats import mean
+    from tokrace.speedlog.stats import mean
 
     hardware = hardware or describe_hardware()
     n_tokens = n_prompt + n_gen

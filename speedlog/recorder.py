@@ -14,11 +14,11 @@ A race makes one recorder per lane with the same ``session_id`` and ``kind="race
 
 from __future__ import annotations
 
-from backends.base import LoadConfig, LoadedModel
-from backends.meter import ReplyStats
-from speedlog import hashing
-from speedlog.record import Kind, ReplyRecord, make_record, new_session_id
-from speedlog.store import SpeedLog
+from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.meter import ReplyStats
+from tokrace.speedlog import hashing
+from tokrace.speedlog.record import Kind, ReplyRecord, make_record, new_session_id
+from tokrace.speedlog.store import SpeedLog
 
 
 class SessionRecorder:
@@ -33,8 +33,6 @@ class SessionRecorder:
         session_id: str | None = None,
         lane: str | None = None,
         model_id: str | None = None,
-        draft_model: str | None = None,
-        draft_k: int | None = None,
         log: SpeedLog | None = None,
     ) -> None:
         self.model = model
@@ -43,8 +41,6 @@ class SessionRecorder:
         self.session_id = session_id or new_session_id()
         self.lane = lane
         self.model_id = model_id
-        self.draft_model = draft_model
-        self.draft_k = draft_k
         self.log = log or SpeedLog.open()
         # Start hashing now so the first finished reply rarely waits for a multi-GB file.
         hashing.prefetch(model.path)
@@ -60,11 +56,12 @@ class SessionRecorder:
         peak_vram_bytes: int | None = None,
         energy_j: float | None = None,
     ) -> ReplyRecord:
-        """Append the finished reply (fsynced); raises ``TokraceError`` if the log cannot be written."""
+        """Append the finished reply (fsynced); raises ``TokraceError`` if the log cannot be written.
+
+        The draft model and k recorded are the reply's own (``stats.draft_model``/``draft_k``)."""
         record = make_record(
             stats, self.model, self.config, self.session_id, self.kind,
-            lane=self.lane, model_id=self.model_id, draft_model=self.draft_model, draft_k=self.draft_k,
-            peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
+            lane=self.lane, model_id=self.model_id, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
         )
         self.log.append(record)
         return record

@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_registry import paths
-from model_registry.errors import TokraceError
-from speedlog.record import SCHEMA_VERSION, ReplyRecord
-from speedlog.stats import mean
+from tokrace.model_registry import paths
+from tokrace.model_registry.errors import TokraceError
+from tokrace.speedlog.record import SCHEMA_VERSION, ReplyRecord
+from tokrace.speedlog.stats import mean
 
 LOG_NAME = "replies.jsonl"
 

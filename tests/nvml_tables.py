@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from model_registry.gguf_meta import GGUFInfo
+from tokrace.model_registry.gguf_meta import GGUFInfo
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -6,9 +6,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
-from backends.device_telemetry import DeviceSnapshot
-from backends.events import GenerationFinished, PromptProcessed, RequestStarted, StreamEvent, TokenGenerated
+from tokrace.backends.base import (
+    Backend,
+    CancelToken,
+    Capabilities,
+    ChatMessage,
+    GenerationParams,
+    LoadedModel,
+)
+from tokrace.backends.device_telemetry import DeviceSnapshot
+from tokrace.backends.events import (
+    GenerationFinished,
+    PromptProcessed,
+    RequestStarted,
+    StreamEvent,
+    TokenGenerated,
+)
 
 SCRIPTED_MODEL = LoadedModel(
     name="smollm2-135m-instruct:q4_1", path="/models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -30,6 +43,10 @@ class ScriptedBackend(Backend):
         self.real_delay = real_delay
         self.notice = notice
         self.requests: list[list[ChatMessage]] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(token_ids=True)
 
     def load(self) -> LoadedModel:
         return SCRIPTED_MODEL

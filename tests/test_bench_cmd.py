@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from speedlog import SpeedLog
+from tokrace.cli.main import main
+from tokrace.speedlog import SpeedLog
 
 pytest.importorskip("llama_cpp")
 
@@ -19,14 +19,14 @@ def test_bench_json_one_object_per_model_and_test(tiny_model: Path, deep_model: 
     captured = capsys.readouterr()
     objects = json.loads(captured.out)
     assert [(o["model"], o["test"]) for o in objects] == [
-        ("tiny-llama", "pp16"), ("tiny-llama", "tg4"), ("tiny-deep", "pp16"), ("tiny-deep", "tg4"),
-    ]
+        ("tiny.gguf", "pp16"), ("tiny.gguf", "tg4"), ("deep.gguf", "pp16"), ("deep.gguf", "tg4"),
+    ]  # the model's id (here its file name), as chat and race name it: one load pipeline for all
     for o in objects:
         assert {"model", "test", "n_prompt", "n_gen", "avg_ts", "stddev_ts", "samples_ts"} <= set(o)
         assert len(o["samples_ts"]) == 2 and o["avg_ts"] == pytest.approx(sum(o["samples_ts"]) / 2)
         assert (o["n_prompt"], o["n_gen"]) == ((16, 0) if o["test"] == "pp16" else (0, 4))
         assert o["n_threads"] == 1
-    assert "bench: tiny-llama pp16: repetition 1/2" in captured.err
+    assert "bench: tiny.gguf pp16: repetition 1/2" in captured.err
     recorded = SpeedLog.open().read(kind="bench")
     assert [r.test for r in recorded] == ["pp16", "tg4", "pp16", "tg4"]
     assert len({r.session_id for r in recorded}) == 1
@@ -48,7 +48,7 @@ def test_bench_markdown_and_regression_warning(tiny_model: Path,
     log.path.write_text("\n".join([*lines[:-1], json.dumps(old)]) + "\n")
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "tokrace: warning: tiny-llama tg4 is" in err and "slower than your history" in err
+    assert "tokrace: warning: tiny.gguf tg4 is" in err and "slower than your history" in err
 
 
 def test_bench_without_tests_or_model_is_an_error(tiny_model: Path, tmp_path: Path,

@@ -25,7 +25,7 @@ def test_bench_with_draft_reports_gen_and_draft_rows(pair, isolated_dirs: Path) 
     rows = {r["test"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"tg24", "tg24-gen", "tg24-draft"}
     drafted = rows["tg24-draft"]
-    assert drafted["draft_model"] == str(draft) and drafted["draft_k"] == 3
+    assert drafted["draft_model"] == draft.name and drafted["draft_k"] == 3  # the id chat and race log too
     assert drafted["acceptance_rate"] == 1.0  # inert extra layers: the draft is always right
     assert drafted["same_tokens"] is True
     assert drafted["speedup"] == pytest.approx(drafted["avg_ts"] / rows["tg24-gen"]["avg_ts"])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tokrace(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "tokrace.cli.main", *args], cwd=ROOT, capture_output=True, text=True,
         input=stdin, env=os.environ.copy(), timeout=120,
     )
 
@@ -84,6 +84,8 @@ def test_context_larger_than_the_model_is_refused(tiny_model: Path) -> None:
     proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "--ctx", "999999")
     assert proc.returncode == 2
     assert "context" in proc.stderr and "Traceback" not in proc.stderr
+    # The remedy names the flag in the command line's words (the TUI names its F2 field instead).
+    assert "set --ctx to 2048 or less" in proc.stderr
 
 
 def test_bad_flag_values_are_usage_errors(tiny_model: Path) -> None:

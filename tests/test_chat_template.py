@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backends.base import ChatMessage
-from backends.chat_template import choose_format, looks_instruction_tuned
+from tokrace.backends.base import ChatMessage
+from tokrace.backends.chat_template import choose_format, looks_instruction_tuned
 
 GEMMA_VOCAB = {"<start_of_turn>", "<end_of_turn>"}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from test_speedlog_fixtures import sample_records
 
-from cli.main import main
-from speedlog import SpeedLog
+from tokrace.cli.main import main
+from tokrace.speedlog import SpeedLog
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -16,7 +16,13 @@ from nvml_tables import (
     NVMLError,
 )
 
-from backends.device_telemetry import DeviceSampler, GpuSample, _energy_between, detect_gpus, load_nvml
+from tokrace.backends.device_telemetry import (
+    DeviceSampler,
+    GpuSample,
+    _energy_between,
+    detect_gpus,
+    load_nvml,
+)
 
 MIB = 1 << 20
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
-from backends.events import (
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,
     RequestStarted,
     StreamEvent,
     TokenGenerated,
 )
-from backends.llama_cpp_backend import LlamaCppBackend
-from backends.meter import SpeedMeter
-from model_registry.errors import ModelFileError
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import SpeedMeter
+from tokrace.model_registry.errors import ModelFileError
 
 GREEDY = GenerationParams(max_tokens=40, temperature=0.0, seed=7)
 HELLO = [ChatMessage("user", "Hello there, tiny model.")]
@@ -190,7 +190,7 @@ def test_bad_model_files_raise_one_line_errors(tmp_path: Path, tiny_model: Path,
 
 
 def test_gguf_header_is_parsed_once_per_file_version(tmp_path: Path, tiny_model: Path) -> None:
-    from model_registry.gguf_meta import read_gguf_info
+    from tokrace.model_registry.gguf_meta import read_gguf_info
 
     path = tmp_path / "m.gguf"
     path.write_bytes(tiny_model.read_bytes())

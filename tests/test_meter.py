@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from backends.events import DraftStep, GenerationFinished, PromptProcessed, RequestStarted, TokenGenerated
-from backends.meter import SpeedMeter, rate
+from tokrace.backends.events import (
+    DraftStep,
+    GenerationFinished,
+    PromptProcessed,
+    RequestStarted,
+    TokenGenerated,
+)
+from tokrace.backends.meter import SpeedMeter, rate
 
 
 def feed(meter: SpeedMeter, token_times: list[float], *, t0: float = 100.0, prompt_s: float = 0.1,

@@ -11,8 +11,8 @@ import pytest
 from fake_hub import FakeHub, use_fake_hub
 from nvml_tables import TWO_RTX_4090, FakeNvml, llama3_70b
 
-from cli import plan_cmd
-from cli.main import main
+from tokrace.cli import plan_cmd
+from tokrace.cli.main import main
 
 REPO = "acme/Tiny-GGUF"
 
@@ -26,7 +26,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plan as on a machine without NVML, whatever this one has."""
-    monkeypatch.setattr("backends.device_telemetry.load_nvml", lambda: None)
+    monkeypatch.setattr("tokrace.backends.device_telemetry.load_nvml", lambda: None)
 
 
 def test_json_for_a_local_file(capsys, tiny_model: Path) -> None:
@@ -52,7 +52,7 @@ def test_text_for_a_cpu_machine(capsys, tiny_model: Path, no_gpus: None) -> None
 
 
 def test_detected_gpus_are_planned(capsys, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("backends.device_telemetry.load_nvml", lambda: FakeNvml(TWO_RTX_4090()))
+    monkeypatch.setattr("tokrace.backends.device_telemetry.load_nvml", lambda: FakeNvml(TWO_RTX_4090()))
     code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--json")
     data = json.loads(out)
     assert code == 0 and data["gpus_simulated"] is False
@@ -74,7 +74,8 @@ def test_hf_ref_is_planned_from_the_remote_header(capsys, monkeypatch: pytest.Mo
 
 def test_70b_on_two_4090s_by_header(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     # The hand-computed plan of tests/test_split_planner.py, through the command.
-    monkeypatch.setattr("model_registry.remote_header.read_remote_gguf_info", lambda ref: llama3_70b())
+    monkeypatch.setattr("tokrace.model_registry.remote_header.read_remote_gguf_info",
+                        lambda ref: llama3_70b())
     code, out, _ = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--ctx", "8192",
                        "--gpus", "24,24", "--json")
     data = json.loads(out)
@@ -91,7 +92,7 @@ def test_70b_on_two_4090s_by_header(capsys, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_hf_without_the_registry_says_so_in_one_line(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "model_registry.remote_header", None)  # import fails
+    monkeypatch.setitem(sys.modules, "tokrace.model_registry.remote_header", None)  # import fails
     code, _, err = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--gpus", "24")
     assert code == 2 and "needs the model registry's remote header reader" in err
     assert err.count("\n") == 1

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.pump import EventPump
+from tokrace.backends.pump import EventPump
 
 
 async def test_all_events_arrive_in_order_in_batches() -> None:

@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadConfig, LoadedModel
-from backends.events import StreamEvent, TokenGenerated
-from backends.llama_cpp_backend import LlamaCppBackend
-from backends.meter import SpeedMeter
-from backends.placement import PlacementRequest
-from backends.race import (
+from tokrace.backends.base import (
+    Backend,
+    CancelToken,
+    Capabilities,
+    ChatMessage,
+    GenerationParams,
+    LoadConfig,
+    LoadedModel,
+)
+from tokrace.backends.events import StreamEvent, TokenGenerated
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.placement import PlacementRequest
+from tokrace.backends.race import (
     Lane,
     default_mode,
     lane_title,
@@ -22,7 +30,7 @@ from backends.race import (
     run_race,
     split_threads,
 )
-from backends.race_setup import plan_race
+from tokrace.race_setup import plan_race
 
 GREEDY = GenerationParams(max_tokens=48, temperature=0.0)
 
@@ -40,6 +48,10 @@ class CancelAfter(Backend):
 
     def __init__(self, inner: Backend, cancel: CancelToken, n: int) -> None:
         self.inner, self.cancel, self.n = inner, cancel, n
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
 
     def load(self) -> LoadedModel:
         return self.inner.load()

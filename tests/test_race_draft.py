@@ -24,7 +24,7 @@ def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path], isolated_d
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     a, b = data["lanes"]
-    assert a["draft"] is None and b["draft"] == str(draft)
+    assert a["draft"] is None and b["draft"] == draft.name  # the draft's id, as chat and bench log it
     assert b["title"].endswith("+ draft draft.gguf") and "draft" not in a["title"]
     assert a["drafted"] == 0
     assert b["drafted"] > 0 and b["accepted"] == b["drafted"]  # inert layers: all accepted
@@ -33,7 +33,7 @@ def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path], isolated_d
     # The speed log says which lane decoded with which draft.
     log = next((isolated_dirs / "data").rglob("replies.jsonl")).read_text().splitlines()
     drafts = {r["lane"]: (r["draft_model"], r["draft_k"]) for r in map(json.loads, log)}
-    assert drafts == {"A": (None, None), "B": (str(draft), 4)}
+    assert drafts == {"A": (None, None), "B": (draft.name, 4)}
 
 
 def test_mismatched_draft_fails_its_lane_only(pair: tuple[Path, Path], tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import ChatMessage, GenerationParams, LoadConfig
-from backends.events import GenerationFinished
-from backends.llama_cpp_backend import LlamaCppBackend
-from backends.meter import SpeedMeter
+from tokrace.backends.base import ChatMessage, GenerationParams, LoadConfig
+from tokrace.backends.events import GenerationFinished
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import SpeedMeter
 
 pytestmark = [pytest.mark.real_model, pytest.mark.network]
 

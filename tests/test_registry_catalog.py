@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model_registry.catalog import (
+from tokrace.model_registry.catalog import (
     HfSource,
     PypiSource,
     load_catalog,
@@ -15,9 +15,9 @@ from model_registry.catalog import (
     parse_params,
     user_catalog_path,
 )
-from model_registry.errors import TokraceError
-from model_registry.hub import parse_hf_ref, pick_quant_files, shard_names
-from model_registry.resolve import DEFAULT_MODEL_ID, resolve_model
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.hub import parse_hf_ref, pick_quant_files, shard_names
+from tokrace.model_registry.resolve import DEFAULT_MODEL_ID, resolve_model
 
 ISSUE_IDS = [
     "llama3-8b-instruct:q4_k_m", "llama3-8b-instruct:f16", "llama3-70b-instruct:q4_k_m",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub, use_fake_hub
 
-from cli.main import main
-from model_registry.discovery import OLLAMA_MODEL_LAYER
+from tokrace.cli.main import main
+from tokrace.model_registry.discovery import OLLAMA_MODEL_LAYER
 
 REPO = "acme/Tiny-GGUF"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model_registry.discovery import OLLAMA_MODEL_LAYER, default_roots, discover
-from model_registry.resolve import resolve_model
+from tokrace.model_registry.discovery import OLLAMA_MODEL_LAYER, default_roots, discover
+from tokrace.model_registry.resolve import resolve_model
 
 GGUF = b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 24
 
@@ -82,6 +82,6 @@ def test_default_roots_follow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 def test_an_ollama_name_resolves_to_its_blob(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     roots = _tree(tmp_path)
-    monkeypatch.setattr("model_registry.discovery.default_roots", lambda: roots)
+    monkeypatch.setattr("tokrace.model_registry.discovery.default_roots", lambda: roots)
     resolved = resolve_model("llama3.2:1b")
     assert resolved.path == roots["ollama"][0] / "blobs" / f"sha256-{'b' * 64}"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub, use_fake_hub
 
-from model_registry.errors import TokraceError
-from model_registry.hf_download import PARTIAL_SUFFIX, DownloadCancelled, pull_hf, repo_cache_dir
-from model_registry.hub import parse_hf_ref
-from model_registry.store import find_pull, load_pulls
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.hf_download import PARTIAL_SUFFIX, DownloadCancelled, pull_hf, repo_cache_dir
+from tokrace.model_registry.hub import parse_hf_ref
+from tokrace.model_registry.store import find_pull, load_pulls
 
 REPO = "acme/Tiny-GGUF"
 BLOB = bytes(range(256)) * 4096  # 1 MiB, not a real GGUF: downloads do not parse

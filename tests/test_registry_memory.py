@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from model_registry.errors import ModelFileError
-from model_registry.gguf_meta import GGUFInfo, read_gguf_info
-from model_registry.memory_plan import check_shape, estimate_compute_bytes, fit_summary, plan_memory
+from tokrace.model_registry.errors import ModelFileError
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
+from tokrace.model_registry.memory_plan import check_shape, estimate_compute_bytes, fit_summary, plan_memory
 
 GIB = 1 << 30
 

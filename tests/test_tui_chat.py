@@ -10,11 +10,11 @@ from scripted_backend import FixedSampler, ScriptedBackend
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from backends.base import GenerationParams
-from tui.app import TokraceApp
-from tui.chat.messages import AssistantMessage, UserMessage
-from tui.chat.screen import ReplyFinished
-from tui.widgets.error_modal import ErrorModal
+from tokrace.backends.base import GenerationParams
+from tokrace.tui.app import TokraceApp
+from tokrace.tui.chat.messages import AssistantMessage, UserMessage
+from tokrace.tui.chat.screen import ReplyFinished
+from tokrace.tui.widgets.error_modal import ErrorModal
 
 SUMMARY = re.compile(r"^\d+ tok · [\d.]+ tok/s · TTFT [\d.]+ s · prompt \d+ tok @ \d+ tok/s")
 
@@ -164,11 +164,11 @@ def test_chat_screen_snapshot(snap_compare) -> None:
 
 
 async def test_each_finished_reply_is_in_the_speed_log(tiny_model: Path) -> None:
-    from speedlog.store import SpeedLog
+    from tokrace.speedlog.store import SpeedLog
 
     app = RecordingApp(model_ref=str(tiny_model), params=GenerationParams(max_tokens=12, temperature=0))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: app.recorder is not None)
+        await wait_for(pilot, lambda: app.session is not None and app.session.records)
         await send(pilot, "one")
         await wait_for(pilot, lambda: len(app.finished) == 1)
         await send(pilot, "two")

@@ -9,11 +9,12 @@ from test_tui_chat import RecordingApp, send, wait_for
 from textual.widgets import OptionList, Static
 from tiny_gguf import write_tiny_llama
 
-from backends.base import GenerationParams
-from model_registry.gguf_meta import read_gguf_info
-from tui.chat import draft as draft_module
-from tui.chat.draft import DraftChoice, DraftPicker, compatible_drafts
-from tui.chat.messages import AssistantMessage
+from tokrace.backends.base import GenerationParams
+from tokrace.model_registry.gguf_meta import read_gguf_info
+from tokrace.session import DraftSpec
+from tokrace.tui.chat import draft as draft_module
+from tokrace.tui.chat.draft import DraftPicker, compatible_drafts
+from tokrace.tui.chat.messages import AssistantMessage
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 async def test_drafted_chat_shows_acceptance_and_ab_rerun_measures_speedup(pair) -> None:
     target, draft, _ = pair
-    app = RecordingApp(model_ref=str(target), draft=DraftChoice(ref=str(draft), k=4),
+    app = RecordingApp(model_ref=str(target), draft=DraftSpec(ref=str(draft), k=4),
                        params=GenerationParams(max_tokens=32, temperature=0))
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_for(pilot, lambda: app.chat.backend is not None and app.chat._ready)
@@ -42,7 +43,7 @@ async def test_drafted_chat_shows_acceptance_and_ab_rerun_measures_speedup(pair)
         await pilot.pause(0.3)
         figures = str(app.chat.query_one("#figures", Static).render())
         assert "accepted ÷ drafted (100%)" in figures
-        from speedlog.store import SpeedLog
+        from tokrace.speedlog.store import SpeedLog
 
         await wait_for(pilot, lambda: len(SpeedLog.open().read()) == 1)
         record = SpeedLog.open().read()[0]
@@ -61,6 +62,12 @@ async def test_drafted_chat_shows_acceptance_and_ab_rerun_measures_speedup(pair)
         # Greedy: the same reply with and without the draft.
         texts = [m.markdown.source for m in app.query(AssistantMessage)]
         assert texts[0] == texts[1]
+        # The rerun ran on the plain target: its record says so (it was logged with the draft's name
+        # and k when the recorder took them from the load instead of from the reply).
+        await wait_for(pilot, lambda: len(SpeedLog.open().read()) == 2)
+        rerun = SpeedLog.open().read()[1]
+        assert (rerun.draft_model, rerun.draft_k, rerun.drafted) == (None, None, 0)
+        assert rerun.session_id == record.session_id and rerun.n_gen == 32
 
 
 async def test_ab_without_a_draft_explains_itself(tiny_model: Path) -> None:
@@ -75,7 +82,7 @@ async def test_ab_without_a_draft_explains_itself(tiny_model: Path) -> None:
 def test_picker_offers_only_matching_vocabularies(pair, monkeypatch: pytest.MonkeyPatch) -> None:
     target, draft, other = pair
     rows = [{"id": p.name, "source": "file", "path": str(p)} for p in (target, draft, other)]
-    monkeypatch.setattr("model_registry.listing.list_models", lambda: rows)
+    monkeypatch.setattr("tokrace.model_registry.listing.list_models", lambda: rows)
     found = compatible_drafts(read_gguf_info(target), str(target))
     assert [ref for _, ref in found] == ["draft.gguf"]  # not itself, not the other vocabulary
 
@@ -84,14 +91,14 @@ async def test_picker_returns_the_chosen_draft(pair, monkeypatch: pytest.MonkeyP
     target, draft, _ = pair
     monkeypatch.setattr(draft_module, "compatible_drafts", lambda info, path: [("draft", str(draft))])
     app = RecordingApp(model_ref=str(target), params=GenerationParams(max_tokens=4))
-    chosen: list[DraftChoice | None] = []
+    chosen: list[DraftSpec | None] = []
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: app.chat.backend is not None)
-        app.push_screen(DraftPicker(read_gguf_info(target), str(target), DraftChoice()), chosen.append)
+        app.push_screen(DraftPicker(read_gguf_info(target), str(target), DraftSpec()), chosen.append)
         await wait_for(pilot, lambda: isinstance(app.screen, DraftPicker)
                        and any(o.option_count == 3 for o in app.screen.query(OptionList)))
         options = app.screen.query_one(OptionList)
         options.highlighted = 2
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(chosen))
-    assert chosen == [DraftChoice(ref=str(draft))]
+    assert chosen == [DraftSpec(ref=str(draft))]

@@ -9,8 +9,8 @@ from fake_hub import FakeHub, use_fake_hub
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from model_registry.catalog import user_catalog_path
-from tui.screens.models_screen import ModelsScreen
+from tokrace.model_registry.catalog import user_catalog_path
+from tokrace.tui.screens.models_screen import ModelsScreen
 
 REPO = "acme/Tiny-GGUF"
 

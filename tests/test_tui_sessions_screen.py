@@ -8,8 +8,8 @@ from test_speedlog_fixtures import sample_records
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from speedlog import SpeedLog
-from tui.screens.sessions_screen import SessionsScreen
+from tokrace.speedlog import SpeedLog
+from tokrace.tui.screens.sessions_screen import SessionsScreen
 
 
 class Host(App[None]):
@@ -118,7 +118,7 @@ async def test_empty_log_and_escape_closes(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _no_textual_in_speedlog() -> None:
     """The log package must stay importable without Textual (it is used headless)."""
-    import speedlog
+    from tokrace import speedlog
 
     source = Path(speedlog.__file__).parent
     assert not any("textual" in p.read_text() for p in source.glob("*.py"))

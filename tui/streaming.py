@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 from textual.widgets import Markdown
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams
-from backends.events import GenerationFinished, StreamEvent, TokenGenerated
-from backends.meter import SpeedMeter
-from backends.pump import EventPump
+from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams
+from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
+from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.pump import EventPump
 
 # C0 controls (but tab and newline) and DEL become their visible "control pictures" (␛ for ESC):
 # model output must never drive the terminal, and random-weight models emit every byte there is.

@@ -3,7 +3,6 @@ vocabulary matches the loaded model (token ids pass between the two unchanged)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -14,41 +13,27 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from backends.base import Backend
-from model_registry.gguf_meta import GGUFInfo
-
-
-@dataclass(frozen=True, slots=True)
-class DraftChoice:
-    """What drafts for the chat model: a model (catalog id or path), prompt lookup, or nothing."""
-
-    ref: str | None = None
-    lookup: bool = False
-    k: int | None = None
-    adaptive: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.ref is not None or self.lookup
+from tokrace.backends.base import Backend
+from tokrace.model_registry.gguf_meta import GGUFInfo
+from tokrace.session import DraftSpec
 
 
 def draft_label(backend: Backend) -> str | None:
     """``draft smollm2-135m (k=4)`` / ``prompt lookup (k=4, adaptive)`` for the status line."""
-    if not backend.supports_draft:
+    draft = backend.capabilities.draft
+    if draft is None:
         return None
-    draft_model = getattr(backend, "draft_model", None)
-    what = f"draft {draft_model.name}" if draft_model is not None else "prompt lookup"
-    k = getattr(backend, "k", None)
-    extra = ", adaptive" if getattr(backend, "adaptive", False) else ""
-    return f"{what} (k={k}{extra})" if k else what
+    what = f"draft {draft.name}" if draft.kind == "draft model" else "prompt lookup"
+    extra = ", adaptive" if draft.adaptive else ""
+    return f"{what} (k={draft.k}{extra})"
 
 
 def compatible_drafts(target: GGUFInfo, target_path: str) -> list[tuple[str, str]]:
     """(label, ref) of local models that can draft for ``target``: same token table, smaller file."""
-    from backends.draft_compat import vocab_mismatch
-    from model_registry.errors import TokraceError
-    from model_registry.gguf_meta import read_gguf_info
-    from model_registry.listing import list_models
+    from tokrace.backends.draft_compat import vocab_mismatch
+    from tokrace.model_registry.errors import TokraceError
+    from tokrace.model_registry.gguf_meta import read_gguf_info
+    from tokrace.model_registry.listing import list_models
 
     out = []
     for row in list_models():
@@ -65,7 +50,7 @@ def compatible_drafts(target: GGUFInfo, target_path: str) -> list[tuple[str, str
     return out
 
 
-class DraftPicker(ModalScreen[DraftChoice | None]):
+class DraftPicker(ModalScreen[DraftSpec | None]):
     """No draft / prompt lookup / each compatible local model."""
 
     DEFAULT_CSS = """
@@ -76,12 +61,12 @@ class DraftPicker(ModalScreen[DraftChoice | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="draft.cancel")]
 
-    def __init__(self, target: GGUFInfo, target_path: str, current: DraftChoice) -> None:
+    def __init__(self, target: GGUFInfo, target_path: str, current: DraftSpec) -> None:
         super().__init__()
         self.target = target
         self.target_path = target_path
         self.current = current
-        self._choices: list[DraftChoice] = [DraftChoice(), DraftChoice(lookup=True, k=current.k)]
+        self._choices: list[DraftSpec] = [DraftSpec(), DraftSpec(lookup=True, k=current.k)]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -104,7 +89,7 @@ class DraftPicker(ModalScreen[DraftChoice | None]):
         options = self.query_one(OptionList)
         options.remove_option("checking")
         for label, ref in found:
-            self._choices.append(DraftChoice(ref=ref, k=self.current.k, adaptive=self.current.adaptive))
+            self._choices.append(DraftSpec(ref=ref, k=self.current.k, adaptive=self.current.adaptive))
             options.add_option(Option(label, id=f"model-{len(self._choices) - 1}"))
         if not found:
             options.add_option(Option("no local model shares this vocabulary (pull a smaller one of "

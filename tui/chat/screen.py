@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,18 +12,22 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
-from backends.device_telemetry import DeviceSnapshot, WindowStats
-from backends.events import GenerationFinished
-from backends.meter import ReplyStats, SpeedMeter
-from backends.placement import ceiling_tok_s, placement_label
-from backends.reply_extras import extras_line
-from backends.roofline import efficiency_line, gpu_bandwidths
-from model_registry.units import format_bytes, format_params
-from tui.chat.draft import draft_label
-from tui.chat.messages import AssistantMessage, UserMessage
-from tui.streaming import stream_chat_reply
-from tui.widgets.telemetry_panel import TelemetryPanel
+from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
+from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot, WindowStats
+from tokrace.backends.events import GenerationFinished
+from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.backends.placement import ceiling_tok_s, placement_label
+from tokrace.backends.reply_extras import extras_line
+from tokrace.backends.roofline import efficiency_line, gpu_bandwidths
+from tokrace.model_registry.units import format_bytes, format_params
+from tokrace.tui.chat.draft import draft_label
+from tokrace.tui.chat.messages import AssistantMessage, UserMessage
+from tokrace.tui.streaming import stream_chat_reply
+from tokrace.tui.widgets.telemetry_panel import TelemetryPanel
+from tokrace.tui.words import say
+
+if TYPE_CHECKING:
+    from tokrace.tui.app import TokraceApp
 
 TELEMETRY_HZ = 4
 
@@ -93,6 +99,11 @@ class ChatScreen(Screen[None]):
         if self.backend is not None:
             self._show_backend(self.backend)
 
+    @property
+    def tokrace(self) -> TokraceApp:
+        """The app, typed (this screen only runs inside ``TokraceApp``)."""
+        return cast("TokraceApp", self.app)
+
     # -- model ------------------------------------------------------------------------------------
     def set_status(self, text: str) -> None:
         self._status = text
@@ -111,7 +122,7 @@ class ChatScreen(Screen[None]):
         build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
         draft = draft_label(backend)
         draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
-        plan = getattr(self.app, "plan", None)
+        plan = self.tokrace.plan
         where = f" · {placement_label(plan)}" if plan is not None else ""
         self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}")
         prompt = self.query_one("#prompt", Input)
@@ -156,9 +167,8 @@ class ChatScreen(Screen[None]):
     def action_ab_rerun(self) -> None:
         """Rerun the last prompt on the same loaded model without the draft, and show the speedup."""
         backend = self.backend
-        target = getattr(backend, "target", None)
-        if backend is None or target is None or not backend.supports_draft:
-            self.notify("A/B needs a draft: pick one with Ctrl+D or start with --draft/--lookup.")
+        if backend is None or backend.capabilities.draft is None:
+            self.notify("A/B needs a draft: pick one with Ctrl+D.")
             return
         if self.generating or self.last_drafted is None:
             self.notify("Send a prompt first and let the reply finish.", severity="warning")
@@ -171,7 +181,7 @@ class ChatScreen(Screen[None]):
         messages.anchor()
         self.meter = SpeedMeter()
         self._cancel = CancelToken()
-        self.generate(reply, self.meter, self._cancel, backend=target, messages=self.history[:upto],
+        self.generate(reply, self.meter, self._cancel, backend=backend.plain, messages=self.history[:upto],
                       against=self.last_drafted)
 
     @work(exclusive=True, group="generate")
@@ -183,12 +193,12 @@ class ChatScreen(Screen[None]):
         backend = backend or self.backend
         assert backend is not None
         is_rerun = messages is not None
-        sampler = getattr(self.app, "sampler", None)
-        window_id = sampler.begin_window() if hasattr(sampler, "begin_window") else None
+        conversation = messages if messages is not None else self.history
+        sampler = self.tokrace.sampler
+        window_id = sampler.begin_window() if isinstance(sampler, DeviceSampler) else None
         try:
             finished = await stream_chat_reply(
-                backend, messages if is_rerun else self.history, self.params, reply.markdown, meter,
-                cancel,
+                backend, conversation, self.params, reply.markdown, meter, cancel,
             )
         finally:
             if self._cancel is cancel:
@@ -196,16 +206,18 @@ class ChatScreen(Screen[None]):
         if finished.text and not is_rerun:
             self.history.append(ChatMessage("assistant", finished.text))
         if not is_rerun:
-            self.last_drafted = meter.stats if backend.supports_draft else None
+            self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
         summary = meter.stats.summary_line()
         if against is not None:
             summary = "A/B without the draft: " + summary + ab_line(against, meter.stats)
-        window = sampler.end_window(window_id) if window_id is not None else None
-        summary += extras_line(meter.stats, window, getattr(self.app, "price_per_hour", None))
+        window = None
+        if isinstance(sampler, DeviceSampler) and window_id is not None:
+            window = sampler.end_window(window_id)
+        summary += extras_line(meter.stats, window, self.tokrace.price_per_hour)
         if finished.error:
-            summary += f" · {finished.error}"
-        reply.set_summary(summary, state=state, notice=finished.notice)
+            summary += f" · {say(finished.error)}"
+        reply.set_summary(summary, state=state, notice=say(finished.notice) if finished.notice else None)
         self.refresh_telemetry()
         self.post_message(ReplyFinished(meter.stats, backend.model, finished, window))
 
@@ -223,25 +235,23 @@ class ChatScreen(Screen[None]):
         # No backend.reset(): the generating thread may still be winding down, and the next prompt's
         # prefix match drops whatever KV cache no longer applies anyway.
         self.query_one("#messages", VerticalScroll).remove_children()
-        recorder = getattr(self.app, "recorder", None)
-        if recorder is not None:
-            recorder.new_session()
+        session = self.tokrace.session
+        if session is not None:
+            session.new_session()
         self.query_one("#prompt", Input).focus()
 
     # -- telemetry --------------------------------------------------------------------------------
     def refresh_telemetry(self) -> None:
-        sampler = getattr(self.app, "sampler", None)
-        device = sampler.latest() if sampler is not None else None
+        device = self.tokrace.sampler.latest()
         self.query_one(TelemetryPanel).show(self.meter, device, self._efficiency(device))
 
     def _efficiency(self, device: DeviceSnapshot | None) -> str | None:
         """Live tok/s against the bandwidth roofline of this model's placement."""
-        plan = getattr(self.app, "plan", None)
+        plan = self.tokrace.plan
         if plan is None or device is None:
             return None
         n_past = self.meter.stats.prompt_tokens + self.meter.stats.completion_tokens if self.meter else 0
-        ceiling = ceiling_tok_s(plan, gpu_bandwidths(device), getattr(self.app, "cpu_bandwidth", None),
-                                n_past)
+        ceiling = ceiling_tok_s(plan, gpu_bandwidths(device), self.tokrace.cpu_bandwidth, n_past)
         live = None
         if self.meter is not None:
             live = self.meter.live_tok_s() if not self.meter.finished else self.meter.stats.gen_tok_s

@@ -10,13 +10,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Digits, Static
 
-from backends.meter import SpeedMeter
-from backends.race import Lane
-from backends.race_setup import threads_label
-from model_registry.units import format_bytes, format_params
-from tui.chat.messages import AssistantMessage, UserMessage
-from tui.streaming import display_safe
-from tui.widgets.telemetry_panel import SPARK_POINTS, spark_text
+from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.race import Lane
+from tokrace.model_registry.units import format_bytes, format_params
+from tokrace.race_setup import threads_label
+from tokrace.tui.chat.messages import AssistantMessage, UserMessage
+from tokrace.tui.streaming import display_safe
+from tokrace.tui.widgets.telemetry_panel import SPARK_POINTS, spark_text
+from tokrace.tui.words import say
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ class LaneView(Vertical):
         memory = memory_line(lane)
         self.query_one(".lane-info", Static).update(" · ".join(p for p in (info, memory) if p))
         if lane.load_error:
-            self.set_status(f"could not load: {lane.load_error}", error=True)
+            self.set_status(f"could not load: {say(lane.load_error)}", error=True)
 
     def set_status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one(".lane-status", Static)

@@ -19,11 +19,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from backends.base import CancelToken, GenerationParams
-from backends.events import GenerationFinished
-from backends.meter import SpeedMeter
-from backends.placement import PlacementRequest
-from backends.race import (
+from tokrace.backends.base import CancelToken, GenerationParams
+from tokrace.backends.events import GenerationFinished, StreamEvent
+from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.placement import PlacementRequest
+from tokrace.backends.race import (
     LABELS,
     Lane,
     LaneResult,
@@ -35,11 +35,12 @@ from backends.race import (
     replay_events,
     run_lane,
 )
-from backends.race_setup import RacePlan
-from model_registry.errors import TokraceError
-from tui.chat.messages import AssistantMessage
-from tui.race.lane_view import LaneView, Turn
-from tui.streaming import stream_events_to_markdown
+from tokrace.model_registry.errors import TokraceError
+from tokrace.race_setup import RacePlan
+from tokrace.tui.chat.messages import AssistantMessage
+from tokrace.tui.race.lane_view import LaneView, Turn
+from tokrace.tui.streaming import stream_events_to_markdown
+from tokrace.tui.words import say
 
 TELEMETRY_HZ = 4
 
@@ -124,9 +125,9 @@ class RaceScreen(Screen[None]):
     # -- loading ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="race-load")
     def load_lanes(self) -> None:
-        from backends.device_telemetry import detect_gpus
-        from backends.race_setup import lane_ceilings, plan_race
-        from backends.roofline import cpu_bandwidth
+        from tokrace.backends.device_telemetry import detect_gpus
+        from tokrace.backends.roofline import cpu_bandwidth
+        from tokrace.race_setup import lane_ceilings, plan_race
 
         refs = [ref or "" for ref in self.setup.refs]
         if not refs[1]:
@@ -213,7 +214,8 @@ class RaceScreen(Screen[None]):
                            meter: SpeedMeter | None, cancel: CancelToken) -> LaneResult:
         if not lane.loaded or lane.backend is None or meter is None:
             return not_run(lane.label, lane.title, lane.load_error or "not loaded")
-        backend, messages, events = lane.backend, lane.messages(prompt), []
+        backend, messages = lane.backend, lane.messages(prompt)
+        events: list[StreamEvent] = []
         try:
             finished = await stream_events_to_markdown(
                 lambda: recording(backend.stream_chat(messages, self.params, cancel), events),
@@ -268,13 +270,14 @@ class RaceScreen(Screen[None]):
             lane.commit(prompt, result)
             turn = Turn(prompt, result.text)
             if result.error:
-                turn.summary, turn.state = f"error: {result.error}", "error"
+                turn.summary, turn.state = f"error: {say(result.error)}", "error"
             elif not result.ran:
                 turn.summary, turn.state = "not run (race stopped)", "stopped"
             else:
                 turn.summary = result.stats.summary_line()
                 turn.state = "stopped" if result.stats.stop_reason == "cancelled" else ""
-                turn.notice = result.finished.notice if result.finished else None
+                notice = result.finished.notice if result.finished else None
+                turn.notice = say(notice) if notice else None
             if not result.ran and not result.error:
                 reply.markdown.display = False
             reply.set_summary(turn.summary, state=turn.state, notice=turn.notice)
@@ -294,7 +297,7 @@ class RaceScreen(Screen[None]):
 
     @work(thread=True, group="race-record")
     def record(self, lanes: list[Lane], results: list[LaneResult]) -> None:
-        from backends.race_setup import record_race
+        from tokrace.race_setup import record_race
 
         for error in record_race(lanes, results):
             self.app.call_from_thread(self.notify, f"speed log not written: {error}", severity="error")
@@ -343,7 +346,7 @@ class RaceScreen(Screen[None]):
         if self.racing:
             self.notify("Stop the race (Esc) before changing models.", severity="warning")
             return
-        from tui.screens.models_screen import ModelsScreen
+        from tokrace.tui.screens.models_screen import ModelsScreen
 
         def chosen(ref: str | None) -> None:
             if ref is None:

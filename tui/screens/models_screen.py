@@ -12,17 +12,17 @@ from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
-from model_registry.errors import TokraceError
-from model_registry.units import format_bytes, format_params
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.units import format_bytes, format_params
 
 
 class ModelsScreen(Screen[str | None]):
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back / cancel pull", id="models.back"),
         Binding("enter", "choose", "Use / pull", priority=True, id="models.choose"),
         Binding("r", "refresh", "Refresh", id="models.refresh"),
@@ -30,7 +30,7 @@ class ModelsScreen(Screen[str | None]):
 
     def __init__(self, rows_fn: Any = None) -> None:
         super().__init__()
-        from model_registry.listing import list_models
+        from tokrace.model_registry.listing import list_models
 
         self._rows_fn = rows_fn or list_models
         self.rows: list[dict[str, Any]] = []
@@ -72,8 +72,8 @@ class ModelsScreen(Screen[str | None]):
 
     @work(exclusive=True, group="plan", thread=True)
     def show_plan(self, ref: str) -> None:
-        from model_registry.memory_plan import fit_summary, plan_memory
-        from model_registry.model_info import model_info
+        from tokrace.model_registry.memory_plan import fit_summary, plan_memory
+        from tokrace.model_registry.model_info import model_info
 
         try:
             import psutil
@@ -108,8 +108,8 @@ class ModelsScreen(Screen[str | None]):
 
     @work(exclusive=True, group="pull", thread=True)
     def pull(self, model_id: str, cancel: threading.Event) -> None:
-        from model_registry.resolve import resolve_model
-        from model_registry.transfer import TransferMeter
+        from tokrace.model_registry.resolve import resolve_model
+        from tokrace.model_registry.transfer import TransferMeter
 
         meter = TransferMeter()
         shown = [0.0]

@@ -20,12 +20,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from model_registry import paths
-from model_registry.errors import TokraceError
-from speedlog import ReplyRecord, SessionSummary, SpeedLog
-from speedlog.export import render, write_atomic
-from speedlog.plot import replies_chart, reply_chart, svg_plots
-from speedlog.store import summarize_sessions
+from tokrace.model_registry import paths
+from tokrace.model_registry.errors import TokraceError
+from tokrace.speedlog import ReplyRecord, SessionSummary, SpeedLog
+from tokrace.speedlog.export import render, write_atomic
+from tokrace.speedlog.plot import replies_chart, reply_chart, svg_plots
+from tokrace.speedlog.store import summarize_sessions
 
 
 def _num(value: float | None, fmt: str) -> str:

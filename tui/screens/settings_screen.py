@@ -1,10 +1,14 @@
 """Load settings: context, threads, GPU offload overrides and the hardware price, with the plan they
-give shown before anything is reloaded. An impossible override is one red line, never a crash."""
+give shown before anything is reloaded. An impossible override is one red line, never a crash.
+
+The form is generated from ``tokrace.settings.Settings``: its fields are the settings with a
+``form_row``, each input's id is the field name, labels, placeholders and parsing come from the field's
+knob. Apply dismisses with the whole updated ``Settings`` (``None`` on cancel).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,59 +16,36 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from backends.device_telemetry import GpuSample
-from backends.placement import PlacementRequest
-from backends.split_planner import HeadBytes, gpus_from_samples, plan_split
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import GGUFInfo
-
-SPLIT_MODES = [("planner's choice", ""), ("layer", "layer"), ("row", "row"), ("none (one GPU)", "none")]
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSettings:
-    request: PlacementRequest
-    threads: int | None
-    price_per_hour: float | None
+from tokrace.backends.device_telemetry import GpuSample
+from tokrace.backends.split_planner import HeadBytes, gpus_from_samples, plan_split
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo
+from tokrace.settings import Settings
+from tokrace.tui.words import say
 
 
-def _int(text: str, what: str, *, minimum: int) -> int | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise TokraceError(f"{what}: expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise TokraceError(f"{what}: expected {minimum} or more, got {value}")
-    return value
+def _form_rows() -> tuple[tuple[str, ...], ...]:
+    """Field names with a ``form_row``, row by row, each row in declaration order."""
+    knobs = (Settings.knob(name) for name in Settings.names())
+    rows = sorted({knob.form_row for knob in knobs if knob.form_row is not None})
+    return tuple(tuple(Settings.names(form_row=row)) for row in rows)
 
 
-def parse_settings(ctx: str, threads: str, gpu_layers: str, tensor_split: str, split_mode: str,
-                   main_gpu: str, price: str) -> LoadSettings:
-    """The form's text → settings; raises ``TokraceError`` with one line for a bad field."""
-    from cli.common import parse_tensor_split
+FORM_ROWS: tuple[tuple[str, ...], ...] = _form_rows()
+"""The form's fields, row by row (``Settings`` field names with a ``form_row``, in declaration order)."""
 
-    price_value: float | None = None
-    if price.strip():
-        try:
-            price_value = float(price)
-        except ValueError:
-            raise TokraceError(f"price per hour: expected a number, got {price!r}") from None
-        if price_value < 0:
-            raise TokraceError("price per hour: expected 0 or more")
-    request = PlacementRequest(
-        n_ctx=_int(ctx, "context", minimum=1),
-        n_gpu_layers=_int(gpu_layers, "GPU layers", minimum=-1),
-        tensor_split=parse_tensor_split(tensor_split.strip() or None),
-        split_mode=split_mode or None,  # type: ignore[arg-type]
-        main_gpu=_int(main_gpu, "main GPU", minimum=0),
-    )
-    return LoadSettings(request, _int(threads, "threads", minimum=1), price_value)
+FORM_FIELDS: tuple[str, ...] = tuple(name for row in FORM_ROWS for name in row)
 
 
-class SettingsScreen(ModalScreen[LoadSettings | None]):
+def parse_settings(values: Mapping[str, str], base: Settings | None = None) -> Settings:
+    """The form's text (field name → text; blank = not set) applied to ``base`` (default: the defaults).
+
+    Raises ``TokraceError`` with one line naming the field by its form label for a bad value.
+    """
+    return (base or Settings()).updated(values, name_of=Settings.form_label)
+
+
+class SettingsScreen(ModalScreen[Settings | None]):
     DEFAULT_CSS = """
     SettingsScreen { align: center middle; }
     SettingsScreen > Vertical { width: 100; height: auto; max-height: 40; padding: 1 2;
@@ -77,7 +58,7 @@ class SettingsScreen(ModalScreen[LoadSettings | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="settings.cancel")]
 
-    def __init__(self, info: GGUFInfo, path: str, gpus: Sequence[GpuSample], current: LoadSettings) -> None:
+    def __init__(self, info: GGUFInfo, path: str, gpus: Sequence[GpuSample], current: Settings) -> None:
         super().__init__()
         self.info = info
         self.path = path
@@ -85,26 +66,23 @@ class SettingsScreen(ModalScreen[LoadSettings | None]):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        r = self.current.request
+        def field(name: str) -> Vertical:
+            knob = Settings.knob(name)
+            widget: Input | Select[str]
+            if knob.form_choices:
+                widget = Select([(label, value) for value, label in knob.form_choices],
+                                value=self.current.as_text(name), allow_blank=False, id=name)
+            else:
+                placeholder = knob.placeholder.format(n_ctx_train=self.info.n_ctx_train)
+                widget = Input(self.current.as_text(name), placeholder=placeholder, id=name)
+            return Vertical(Label(knob.label), widget, classes="field")
 
-        def field(label: str, value: object, field_id: str, placeholder: str) -> Vertical:
-            text = "" if value is None else str(value)
-            return Vertical(Label(label), Input(text, placeholder=placeholder, id=field_id), classes="field")
-
-        split = ",".join(f"{v:g}" for v in r.tensor_split) if r.tensor_split else None
         with Vertical():
             yield Label(f"[b]Load settings[/b] · {len(self.gpus) or 'no'} GPU(s) detected")
-            with Horizontal():
-                yield field("context (tokens)", r.n_ctx, "ctx", f"model's, max {self.info.n_ctx_train}")
-                yield field("CPU threads", self.current.threads, "threads", "all cores")
-                yield field("price per hour ($)", self.current.price_per_hour, "price", "none")
-            with Horizontal():
-                yield field("GPU layers (-1 = all)", r.n_gpu_layers, "gpu_layers", "planned")
-                yield field("tensor split", split, "tensor_split", "e.g. 1,1")
-                yield field("main GPU", r.main_gpu, "main_gpu", "0")
-                yield Vertical(Label("split mode"),
-                               Select(SPLIT_MODES, value=r.split_mode or "", allow_blank=False,
-                                      id="split_mode"), classes="field")
+            for row in FORM_ROWS:
+                with Horizontal():
+                    for name in row:
+                        yield field(name)
             yield Static("", id="plan", markup=False)
             with Horizontal():
                 yield Button("Apply and reload", variant="primary", id="apply")
@@ -113,31 +91,32 @@ class SettingsScreen(ModalScreen[LoadSettings | None]):
     def on_mount(self) -> None:
         self.check()
 
-    def _settings(self) -> LoadSettings:
-        def value(field_id: str) -> str:
-            return self.query_one(f"#{field_id}", Input).value
+    def _settings(self) -> Settings:
+        values: dict[str, str] = {}
+        for name in FORM_FIELDS:
+            if Settings.knob(name).form_choices:
+                values[name] = str(self.query_one(f"#{name}", Select).value or "")
+            else:
+                values[name] = self.query_one(f"#{name}", Input).value
+        return parse_settings(values, self.current)
 
-        mode = self.query_one("#split_mode", Select).value
-        return parse_settings(value("ctx"), value("threads"), value("gpu_layers"), value("tensor_split"),
-                              str(mode or ""), value("main_gpu"), value("price"))
-
-    def check(self) -> LoadSettings | None:
+    def check(self) -> Settings | None:
         """Plan with the form's values; show the plan or the one-line reason it is impossible."""
-        from cli.plan_cmd import describe_plan
+        from tokrace.backends.placement import describe_plan
 
         out = self.query_one("#plan", Static)
         try:
             settings = self._settings()
-            r = settings.request
+            r = settings.placement_request()
             plan = plan_split(self.info, gpus_from_samples(self.gpus), n_ctx=r.n_ctx,
                               n_gpu_layers=r.n_gpu_layers, tensor_split=r.tensor_split,
                               split_mode=r.split_mode, main_gpu=r.main_gpu,
                               head=HeadBytes.from_file(self.path))
         except TokraceError as err:
-            out.update(str(err))
+            out.update(say(err))
             out.add_class("error")
             return None
-        out.update("\n".join(describe_plan(plan, self.info, self.path)))
+        out.update("\n".join(say(line) for line in describe_plan(plan, self.info, self.path)))
         out.remove_class("error")
         return settings
 

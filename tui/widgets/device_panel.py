@@ -14,8 +14,8 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
-from backends.device_telemetry import DeviceSnapshot, GpuSample
-from model_registry.units import format_bytes
+from tokrace.backends.device_telemetry import DeviceSnapshot, GpuSample
+from tokrace.model_registry.units import format_bytes
 
 HISTORY = 48
 BLOCKS = "▁▂▃▄▅▆▇█"

@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Digits, Label, Static
 
-from backends.device_telemetry import DeviceSnapshot
-from backends.meter import SpeedMeter
-from tui.widgets.device_panel import DevicePanel
+from tokrace.backends.device_telemetry import DeviceSnapshot
+from tokrace.backends.meter import SpeedMeter
+from tokrace.tui.widgets.device_panel import DevicePanel
 
 SPARK_POINTS = 32
 _BARS = " ▁▂▃▄▅▆▇█"

@@ -1,4 +1,6 @@
-"""Setting up a race of real models: resolve both, check memory, pick the schedule, place, load.
+"""Setting up a race of real models: resolve both, check memory, pick the schedule, place, load; and
+recording each lane's reply afterwards. Part of the application layer: lanes are resolved and placed
+through ``tokrace.session`` like every other load.
 
 Shared by ``tokrace race`` and the TUI's race screen so both make the same decisions:
 
@@ -13,14 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 
-from backends.base import Backend, LoadConfig
-from backends.device_telemetry import GpuSample
-from backends.placement import PlacementRequest, ceiling_tok_s, place
-from backends.race import (
+from tokrace.backends.device_telemetry import GpuSample
+from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
+from tokrace.backends.race import (
     LABELS,
     Lane,
     LaneResult,
@@ -30,10 +31,10 @@ from backends.race import (
     memory_guard,
     split_threads,
 )
-from model_registry.errors import TokraceError
-from model_registry.gguf_meta import read_gguf_info
-from model_registry.memory_plan import plan_memory
-from model_registry.transfer import ProgressFn
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.memory_plan import plan_memory
+from tokrace.model_registry.transfer import ProgressFn
+from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, place_resolved, resolve
 
 
 @dataclass(slots=True)
@@ -64,27 +65,21 @@ def threads_label(n: int) -> str:
     return "1 thread" if n == 1 else f"{n} threads"
 
 
-def _llama_factory(config: LoadConfig, draft: str | None = None, draft_k: int | None = None) -> Backend:
-    from backends.draft_setup import build_drafted_backend
-
-    return build_drafted_backend(config, draft, k=draft_k if draft else None)
-
-
-def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None) -> Lane:
-    """Resolve ``ref`` to a file and size its memory need; errors stay on the lane as one line."""
-    from model_registry.resolve import resolve_model
-
+def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None, *,
+                 draft: str | None = None, draft_k: int | None = None) -> tuple[Lane, ResolvedSpec | None]:
+    """Resolve ``ref`` (and its ``draft``) to files and size its memory need; errors stay on the lane
+    as one line (the other lane still races)."""
     lane = Lane(label=label, ref=ref)
     try:
-        resolved = resolve_model(ref, progress=progress)
-        info = read_gguf_info(resolved.path)
-        lane.model_id = resolved.model_id
-        lane.config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
-                                 chat_template=resolved.chat_template)
-        lane.need_bytes = plan_memory(info, min(4096, info.n_ctx_train or 4096)).total_bytes
+        found = resolve(LoadSpec(model=ref, draft=DraftSpec(ref=draft, k=draft_k if draft else None)),
+                        progress=progress)
     except TokraceError as err:
         lane.load_error = str(err)
-    return lane
+        return lane, None
+    lane.model_id = found.resolved.model_id
+    info = found.info
+    lane.need_bytes = plan_memory(info, min(4096, info.n_ctx_train or 4096)).total_bytes
+    return lane, found
 
 
 def plan_race(
@@ -103,7 +98,10 @@ def plan_race(
 
     ``drafts[i]`` gives lane i a draft model (speculative decoding), e.g. to race a model against
     itself with a draft: ``tokrace race M M --draft-b D``."""
-    lanes = [resolve_lane(label, ref, progress) for label, ref in zip(LABELS, refs, strict=True)]
+    resolved = [resolve_lane(label, ref, progress, draft=drafts[i] if i < len(drafts) else None,
+                             draft_k=draft_k)
+                for i, (label, ref) in enumerate(zip(LABELS, refs, strict=True))]
+    lanes = [lane for lane, _ in resolved]
     if all(lane.load_error for lane in lanes):
         raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes))
     notes: list[str] = []
@@ -123,28 +121,26 @@ def plan_race(
     per_lane = split_threads(total) if shared else total
     if shared:
         notes.append(f"simultaneous on one device: {threads_label(total)} split, {per_lane} per lane")
-    for index, lane in enumerate(lanes):
-        if lane.config is None:
+    for index, (lane, found) in enumerate(resolved):
+        if found is None:
             continue
-        lane.config.n_threads = per_lane
         lane_request = request
         if chosen == "simultaneous" and not shared and request.tensor_split is None:
             # Each lane on a GPU of its own: no split across devices, lane i on GPU i.
             lane_request = PlacementRequest(n_ctx=request.n_ctx, n_gpu_layers=request.n_gpu_layers,
                                             split_mode="none", main_gpu=index)
         try:
-            lane.plan = place(lane.config, gpus, lane_request)
+            prepared = place_resolved(found, gpus, spec=replace(found.spec, n_threads=per_lane,
+                                                                request=lane_request))
         except TokraceError as err:
             lane.load_error = str(err)
             continue
-        config = lane.config
-        draft = drafts[index] if index < len(drafts) else None
-        lane.draft = draft
-        if draft:
-            from backends.speculative import DEFAULT_K  # lazily: it loads llama.cpp
+        lane.config, lane.plan, lane.factory = prepared.config, prepared.plan, prepared.build
+        if found.draft is not None:
+            from tokrace.backends.speculative import DEFAULT_K  # lazily: it loads llama.cpp
 
+            lane.draft = found.draft.model_id
             lane.draft_k = draft_k or DEFAULT_K
-        lane.factory = lambda config=config, draft=draft: _llama_factory(config, draft, draft_k)
     return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes)
 
 
@@ -164,19 +160,18 @@ def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[st
     Call it after the race, not as each lane ends: a recorder hashes the model file on a thread, which
     would steal CPU from a lane still racing. Returns the errors (one line each) of records not written.
     """
-    from speedlog import SessionRecorder
-    from speedlog.record import new_session_id
+    from tokrace.speedlog import SessionRecorder
+    from tokrace.speedlog.record import new_session_id
 
     session_id = new_session_id()
     errors: list[str] = []
     for lane, result in zip(lanes, results, strict=True):
         if not result.ran or lane.model is None or lane.config is None:
             continue
-        recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
-                                   lane=lane.label, model_id=lane.model_id, draft_model=lane.draft,
-                                   draft_k=lane.draft_k)
         try:
-            recorder.record(result.stats)
+            recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
+                                       lane=lane.label, model_id=lane.model_id)
+            recorder.record(result.stats)  # the draft and k recorded are the reply's own
         except TokraceError as err:
             errors.append(str(err))
     return errors

@@ -1,0 +1,270 @@
+"""The application layer: the one load pipeline and the one reply recorder every front end uses.
+
+Data flows one way::
+
+    LoadSpec ──prepare()──▶ PreparedModel ──build()/load()──▶ Session ──record(stats)──▶ speed log
+    (what the user   (registry resolved the files,    (backend loaded;      (each reply from its
+     asked for)       placement planned, not loaded)   what the UI shows)    own facts)
+
+``tokrace chat``, the TUI, race lanes and ``tokrace bench`` all go through ``prepare`` (and
+``open_session`` for a loaded model), so they resolve, place, build drafts and log the same way. The
+registry hands a path down; backends never resolve or download; the speed log never drives the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from tokrace.backends.base import Backend, LoadConfig, LoadedModel
+from tokrace.backends.draft_setup import build_drafted_backend, draft_load_config
+from tokrace.backends.placement import PlacementRequest, place
+from tokrace.backends.split_planner import SplitPlan
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
+from tokrace.model_registry.resolve import ResolvedModel, resolve_model
+from tokrace.model_registry.transfer import ProgressFn
+
+if TYPE_CHECKING:
+    from tokrace.backends.device_telemetry import GpuSample
+    from tokrace.backends.meter import ReplyStats
+    from tokrace.settings import Settings
+    from tokrace.speedlog import Kind, ReplyRecord, SessionRecorder, SpeedLog
+
+StatusFn = Callable[[str], None]
+"""Called with a short line whenever a load enters a new stage (``loading model.gguf…``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DraftSpec:
+    """Speculative decoding as asked for: a draft model (``ref``: catalog id, path, ``hf:``), prompt
+    lookup, or neither; ``k`` tokens per step (``None``: the measured default, 4)."""
+
+    ref: str | None = None
+    lookup: bool = False
+    k: int | None = None
+    adaptive: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.ref is not None or self.lookup
+
+    def check(self) -> None:
+        """Raises ``TokraceError`` (kind ``usage``) for settings that contradict each other."""
+        if self.ref is not None and self.lookup:
+            raise TokraceError("{setting:draft} and {setting:lookup} exclude each other: pick a draft"
+                               " model or prompt lookup", kind="usage")
+        if not self.active and (self.k is not None or self.adaptive):
+            raise TokraceError("{setting:draft_k} and {setting:adaptive_k} need {setting:draft} or"
+                               " {setting:lookup}", kind="usage")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """What to load and how, as the user asked (``None`` everywhere = tokrace's defaults and plan)."""
+
+    model: str | None = None
+    """A catalog id, ``.gguf`` path, ``hf:`` ref or another tool's model name; ``None``: the default."""
+    n_threads: int | None = None
+    request: PlacementRequest = field(default_factory=PlacementRequest)
+    draft: DraftSpec = field(default_factory=DraftSpec)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoadSpec:
+        """The load part of the user's settings (file and flags merged)."""
+        return cls(model=settings.model, n_threads=settings.n_threads,
+                   request=settings.placement_request(),
+                   draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
+                                   adaptive=settings.adaptive_k))
+
+
+@dataclass(slots=True)
+class PreparedModel:
+    """A model resolved to files and placed on the devices, not loaded yet (no weights read)."""
+
+    spec: LoadSpec
+    resolved: ResolvedModel
+    info: GGUFInfo
+    config: LoadConfig
+    """The settings llama.cpp will get (planned context and GPU placement)."""
+    plan: SplitPlan
+    draft_config: LoadConfig | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.resolved.model_id
+
+    def build(self) -> Backend:
+        """The backend (with its draft, if any), not loaded: ``load()`` reads the weights."""
+        d = self.spec.draft
+        return build_drafted_backend(self.config, self.draft_config, lookup=d.lookup, k=d.k,
+                                     adaptive=d.adaptive)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSpec:
+    """A ``LoadSpec``'s model (and draft model) found on disk and its header read; nothing placed."""
+
+    spec: LoadSpec
+    resolved: ResolvedModel
+    info: GGUFInfo
+    draft: ResolvedModel | None = None
+
+
+def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSpec:
+    """Find (fetching when needed, with ``progress(done, total, what)``) the model and the draft
+    model, read the model's header and check the draft's vocabulary against it (headers only).
+
+    Raises ``TokraceError``: a model that cannot be found or read, a draft with another vocabulary,
+    contradicting draft settings.
+    """
+    from tokrace.backends.draft_compat import check_draft_path
+
+    spec.draft.check()
+    resolved = resolve_model(spec.model, progress=progress)
+    info = read_gguf_info(resolved.path)
+    draft = None
+    if spec.draft.ref is not None:
+        draft = resolve_model(spec.draft.ref, progress=progress)
+        check_draft_path(resolved.path, draft.path)
+    return ResolvedSpec(spec, resolved, info, draft)
+
+
+def place_resolved(found: ResolvedSpec, gpus: Sequence[GpuSample], *, spec: LoadSpec | None = None,
+                   min_ctx: int | None = None) -> PreparedModel:
+    """Plan where ``found`` goes on ``gpus`` with ``spec``'s threads and placement request (default:
+    the spec it was resolved with). ``min_ctx`` raises the planned context to at least that many
+    tokens when no context was asked for (bench: its longest test). Raises ``TokraceError`` (kind
+    ``placement``) for an impossible request; ``found`` is not changed."""
+    spec = spec or found.spec
+    request = spec.request
+    if min_ctx is not None and request.n_ctx is None:
+        request = replace(request, n_ctx=min_ctx)
+    resolved = found.resolved
+    config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
+                        chat_template=resolved.chat_template, n_threads=spec.n_threads)
+    config, plan = place(config, gpus, request)
+    draft_config = None
+    if found.draft is not None:
+        draft_config = draft_load_config(config, str(found.draft.path), found.draft.model_id)
+    return PreparedModel(spec, resolved, found.info, config, plan, draft_config)
+
+
+def prepare(
+    spec: LoadSpec,
+    gpus: Sequence[GpuSample],
+    *,
+    progress: ProgressFn | None = None,
+    min_ctx: int | None = None,
+) -> PreparedModel:
+    """``resolve`` then ``place_resolved``: everything before loading. Nothing is loaded when it
+    raises ``TokraceError``."""
+    return place_resolved(resolve(spec, progress=progress), gpus, min_ctx=min_ctx)
+
+
+class Session:
+    """One loaded model (with its draft, if any) and the speed-log session its replies go to.
+
+    ``record`` writes each finished reply from the facts of that reply: the draft and k it really ran
+    with come from its own events, so a rerun on ``backend.plain`` is logged as undrafted.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        prepared: PreparedModel | None = None,
+        *,
+        kind: Kind = "chat",
+        lane: str | None = None,
+        session_id: str | None = None,
+        log: SpeedLog | None = None,
+        record: bool = True,
+    ) -> None:
+        """``prepared`` is ``None`` for a backend built elsewhere (tests, a scripted engine): such a
+        session has no plan and no header info. ``record=False`` keeps its replies out of the log."""
+        self.backend = backend
+        self.prepared = prepared
+        self.kind: Kind = kind
+        self.lane = lane
+        self._recorder: SessionRecorder | None = None
+        if record and prepared is not None:
+            from tokrace.speedlog import SessionRecorder
+
+            self._recorder = SessionRecorder(backend.model, prepared.config, kind=kind, lane=lane,
+                                             session_id=session_id, model_id=prepared.model_id, log=log)
+
+    @property
+    def model(self) -> LoadedModel:
+        return self.backend.model
+
+    @property
+    def plan(self) -> SplitPlan | None:
+        return self.prepared.plan if self.prepared is not None else None
+
+    @property
+    def info(self) -> GGUFInfo | None:
+        """The model file's header (``None`` for a backend built without ``prepare``)."""
+        return self.prepared.info if self.prepared is not None else None
+
+    @property
+    def config(self) -> LoadConfig | None:
+        return self.prepared.config if self.prepared is not None else None
+
+    @property
+    def records(self) -> bool:
+        """Whether finished replies go to the speed log."""
+        return self._recorder is not None
+
+    @property
+    def session_id(self) -> str | None:
+        return self._recorder.session_id if self._recorder is not None else None
+
+    def record(
+        self,
+        stats: ReplyStats,
+        *,
+        peak_vram_bytes: int | None = None,
+        energy_j: float | None = None,
+    ) -> ReplyRecord | None:
+        """Append one finished reply to the speed log (fsynced; the first may wait for the model's
+        sha256). ``None`` when this session does not record. Raises ``TokraceError`` (kind ``log``) when
+        the log cannot be written: show it after the reply, never instead of it."""
+        if self._recorder is None:
+            return None
+        try:
+            return self._recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j)
+        except TokraceError as err:
+            raise TokraceError(err.template, kind="log", facts=err.facts) from err
+
+    def new_session(self) -> str | None:
+        """A new speed-log session id (a new chat)."""
+        return self._recorder.new_session() if self._recorder is not None else None
+
+    def unload(self) -> None:
+        self.backend.unload()
+
+
+def open_session(
+    spec: LoadSpec,
+    gpus: Sequence[GpuSample],
+    *,
+    progress: ProgressFn | None = None,
+    status: StatusFn | None = None,
+    kind: Kind = "chat",
+    record: bool = True,
+) -> Session:
+    """``prepare`` then build and load: the loaded model, ready to chat, with its replies recorded.
+
+    Raises ``TokraceError`` as ``prepare`` does, and when llama.cpp cannot load the file.
+    """
+    prepared = prepare(spec, gpus, progress=progress)
+    if status is not None:
+        status(f"loading {prepared.resolved.path.name}…")
+    backend = prepared.build()
+    backend.load()
+    try:
+        return Session(backend, prepared, kind=kind, record=record)
+    except BaseException:
+        backend.unload()
+        raise

@@ -1,0 +1,501 @@
+"""Every load, generation and UI knob, declared once.
+
+``Settings`` is the single definition: each field carries its CLI flag(s), argparse group, help text, F2
+form label and parser in one ``Knob``. From it come the command-line options (``add_settings_args``),
+the F2 form (``tui/screens/settings_screen.py``) and ``settings.toml`` in tokrace's config dir
+(``load_settings`` / ``save_settings``). Precedence for one run: built-in defaults < the file < the flags
+given on the command line; the file only changes when the user changes a setting in the app.
+
+``None`` in a field means "not set": the split planner (context, GPU placement), llama.cpp (threads:
+all cores, seed: random) or the app (model: the embedded default; theme: Textual's) chooses.
+
+Every bad value is one line in the words of the interface it came from: ``--ctx`` on the command line,
+"context (tokens)" in the F2 form, ``n_ctx`` in the file (with the file's path and what to do).
+"""
+
+import argparse
+import contextlib
+import difflib
+import math
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from tokrace.backends.base import GenerationParams, SplitMode
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.paths import config_dir
+
+if TYPE_CHECKING:
+    from tokrace.backends.placement import PlacementRequest
+
+SETTINGS_FILE = "settings.toml"
+
+Parser = Callable[[object], Any]
+"""Turns a raw value (text from a flag or the form, or a TOML value) into the field's value; raises
+``ValueError`` whose message says what was expected, without the input (each interface adds it)."""
+
+GROUP_TITLES: dict[str, str] = {
+    "generation": "generation",
+    "gpu": "GPU offload (ignored by CPU-only llama.cpp builds)",
+    "draft": "speculative decoding",
+}
+"""argparse group key → the group's title in ``--help``."""
+
+_GEN = GenerationParams()
+
+
+# --- parsers: one per kind of value, shared by the flags, the form and the file ---------------------
+
+
+def whole_number(minimum: int | None = None) -> Parser:
+    """A parser for an ``int`` of at least ``minimum`` from an int or its decimal text."""
+    if minimum is None:
+        want = "expected a whole number"
+    elif minimum == 1:
+        want = "expected a whole number above 0"
+    else:
+        want = f"expected a whole number of {minimum} or more"
+
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError(want)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                raise ValueError(want) from None
+        else:
+            raise ValueError(want)
+        if minimum is not None and number < minimum:
+            raise ValueError(want)
+        return number
+
+    return parse
+
+
+def number(minimum: float | None = None) -> Parser:
+    """A parser for a finite ``float`` of at least ``minimum`` from a number or its text."""
+    want = "expected a number" if minimum is None else f"expected a number of {minimum:g} or more"
+
+    def parse(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(want)
+        try:
+            result = float(value.strip() if isinstance(value, str) else value)
+        except ValueError:
+            raise ValueError(want) from None
+        if not math.isfinite(result) or (minimum is not None and result < minimum):
+            raise ValueError(want)
+        return result
+
+    return parse
+
+
+def text(what: str) -> Parser:
+    """A parser for non-empty text (surrounding blanks dropped); ``what`` names what it should be."""
+
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"expected {what}")
+        return value.strip()
+
+    return parse
+
+
+def choice(options: Sequence[str]) -> Parser:
+    """A parser for one of ``options`` (exact, lower case)."""
+    want = "expected one of " + ", ".join(options)
+
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or value.strip() not in options:
+            raise ValueError(want)
+        return value.strip()
+
+    return parse
+
+
+def boolean(value: object) -> bool:
+    """``true``/``false`` (TOML booleans, or that text)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("expected true or false")
+
+
+def split_fractions(value: object) -> list[float]:
+    """Fractions of the model per GPU: ``"1,1"`` or a list of numbers, non-negative, positive sum."""
+    want = "expected non-negative numbers with a positive sum, separated by commas (e.g. 1,1)"
+    if isinstance(value, str):
+        parts: Sequence[object] = [v for v in value.split(",") if v.strip()]
+    elif isinstance(value, list | tuple):
+        parts = value
+    else:
+        raise ValueError(want)
+    try:
+        values = [number(0)(v) for v in parts]
+    except ValueError:
+        raise ValueError(want) from None
+    if not values or sum(values) <= 0:
+        raise ValueError(want)
+    return values
+
+
+# --- the definition ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """How one setting appears in every interface; attached to its ``Settings`` field.
+
+    ``flags``: the CLI options, long one first (``()``: no flag, file and app only). ``group``: a key of
+    ``GROUP_TITLES`` (``None``: the parser's own options). ``argparse_parses``: argparse checks the value
+    itself (a bad one is argparse's usage + error); ``False`` keeps the raw text and ``settings_from_args``
+    refuses it in one line (``--tensor-split '0,0': ...``). ``form_row``: the F2 form row showing it
+    (``None``: not in the form); ``placeholder``: what an empty form field means, may use
+    ``{n_ctx_train}``; ``form_choices``: (value, label) pairs for a select, ``""`` = not set.
+    """
+
+    label: str
+    parse: Parser
+    flags: tuple[str, ...] = ()
+    group: str | None = None
+    help: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    argparse_parses: bool = True
+    form_row: int | None = None
+    placeholder: str = ""
+    form_choices: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def dest(self) -> str | None:
+        """The argparse attribute name (``--gpu-layers`` → ``gpu_layers``), ``None`` without a flag."""
+        return self.flags[0].lstrip("-").replace("-", "_") if self.flags else None
+
+
+SPLIT_MODES: tuple[SplitMode, ...] = ("none", "layer", "row")
+
+
+class Settings(BaseModel):
+    """Everything a user can set; see the module docstring. Frozen: change with ``updated``.
+
+    Units: ``n_ctx`` and ``max_tokens`` in tokens, ``n_threads`` in CPU threads, ``n_gpu_layers`` in layers
+    (-1 = all, the output head counted), ``tensor_split`` in relative fractions per GPU (any scale),
+    ``main_gpu`` a GPU index, ``price_per_hour`` in USD per hour, ``draft_k`` in tokens per verification
+    step; ``temperature`` is unitless (0 = greedy).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Annotated[str | None, Knob(
+        "model", text("a .gguf path or a catalog id"), flags=("--model", "-m"), metavar="M",
+        help="a .gguf path or a catalog id (default: the embedded SmolLM2-135M-Instruct)",
+    )] = None
+    max_tokens: Annotated[int, Knob(
+        "max tokens", whole_number(1), flags=("--max-tokens", "-n"), group="generation",
+        help=f"most tokens to generate per reply (default: {_GEN.max_tokens})",
+    )] = _GEN.max_tokens
+    temperature: Annotated[float, Knob(
+        "temperature", number(0), flags=("--temperature", "-t"), group="generation",
+        help=f"0 = greedy (default: {_GEN.temperature:g})",
+    )] = _GEN.temperature
+    seed: Annotated[int | None, Knob(
+        "seed", whole_number(), flags=("--seed",), group="generation",
+        help="sampling seed (default: random)",
+    )] = None
+    n_ctx: Annotated[int | None, Knob(
+        "context (tokens)", whole_number(1), flags=("--ctx",), group="generation",
+        help="context size in tokens (default: 4096, or the model's own if smaller)",
+        form_row=0, placeholder="model's, max {n_ctx_train}",
+    )] = None
+    n_threads: Annotated[int | None, Knob(
+        "CPU threads", whole_number(1), flags=("--threads",), group="generation",
+        help="CPU threads (default: all cores)", form_row=0, placeholder="all cores",
+    )] = None
+    n_gpu_layers: Annotated[int | None, Knob(
+        "GPU layers (-1 = all)", whole_number(-1), flags=("--gpu-layers",), group="gpu", metavar="N",
+        help="layers to offload (-1 = all; default: planned)", form_row=1, placeholder="planned",
+    )] = None
+    tensor_split: Annotated[list[float] | None, Knob(
+        "tensor split", split_fractions, flags=("--tensor-split",), group="gpu", metavar="A,B,...",
+        help="fraction of the model per GPU, e.g. 1,1", argparse_parses=False,
+        form_row=1, placeholder="e.g. 1,1",
+    )] = None
+    split_mode: Annotated[SplitMode | None, Knob(
+        "split mode", choice(SPLIT_MODES), flags=("--split-mode",), group="gpu", choices=SPLIT_MODES,
+        help="how layers spread over GPUs (default: planned)", form_row=1,
+        form_choices=(("", "planner's choice"), ("layer", "layer"), ("row", "row"),
+                      ("none", "none (one GPU)")),
+    )] = None
+    main_gpu: Annotated[int | None, Knob(
+        "main GPU", whole_number(0), flags=("--main-gpu",), group="gpu", metavar="I",
+        help="the GPU for small tensors and intermediate results (default: 0)", form_row=1,
+        placeholder="0",
+    )] = None
+    price_per_hour: Annotated[float | None, Knob(
+        "price per hour ($)", number(0), flags=("--price-per-hour",), group="gpu", metavar="USD",
+        help="what the hardware costs per hour: adds $ per 1K prompt/generated tokens",
+        form_row=0, placeholder="none",
+    )] = None
+    draft: Annotated[str | None, Knob(
+        "draft model", text("a catalog id or a .gguf path"), flags=("--draft",), group="draft",
+        metavar="ID|PATH",
+        help="a small draft model with the same vocabulary (catalog id or .gguf path)",
+    )] = None
+    draft_k: Annotated[int | None, Knob(
+        "draft k", whole_number(1), flags=("--draft-k",), group="draft", metavar="K",
+        help="tokens drafted per verification step (default: 4, measured)",
+    )] = None
+    adaptive_k: Annotated[bool, Knob(
+        "adaptive k", boolean, flags=("--adaptive-k",), group="draft",
+        help="shrink k while acceptance is low, grow it back while it is high",
+    )] = False
+    lookup: Annotated[bool, Knob(
+        "prompt lookup", boolean, flags=("--lookup",), group="draft",
+        help="prompt-lookup decoding: draft by n-gram lookup in the context (no draft model)",
+    )] = False
+    theme: Annotated[str | None, Knob("theme", text("a Textual theme name"))] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse(cls, value: object, info: ValidationInfo) -> object:
+        """Every field through its knob's parser; ``None`` or blank text = the field's default."""
+        name = info.field_name
+        assert name is not None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return cls.model_fields[name].default
+        return cls.knob(name).parse(value)
+
+    # --- metadata ----------------------------------------------------------------------------------
+
+    @classmethod
+    def knob(cls, name: str) -> Knob:
+        """The ``Knob`` of field ``name`` (``KeyError`` for an unknown name)."""
+        return next(m for m in cls.model_fields[name].metadata if isinstance(m, Knob))
+
+    @classmethod
+    def cli_flag(cls, name: str) -> str:
+        """The setting's long CLI flag (``n_ctx`` → ``--ctx``); its file key when it has no flag."""
+        flags = cls.knob(name).flags
+        return flags[0] if flags else name
+
+    @classmethod
+    def form_label(cls, name: str) -> str:
+        """The setting's label in the F2 form and in the app's messages (``n_ctx`` → "context (tokens)")."""
+        return cls.knob(name).label
+
+    @classmethod
+    def names(cls, *, group: str | None = None, form_row: int | None = None) -> list[str]:
+        """Field names in declaration order, optionally only one argparse group's or one form row's."""
+        return [name for name in cls.model_fields
+                if (group is None or cls.knob(name).group == group)
+                and (form_row is None or cls.knob(name).form_row == form_row)]
+
+    # --- values ------------------------------------------------------------------------------------
+
+    def as_text(self, name: str) -> str:
+        """The value as one would type it on the command line or in the form (``""`` when not set)."""
+        value = getattr(self, name)
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return ",".join(f"{v:g}" for v in value)
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    def updated(self, values: Mapping[str, object], *,
+                name_of: Callable[[str], str] | None = None) -> "Settings":
+        """A copy with ``values`` (raw text or values) applied, validated; ``None`` or blank = default.
+
+        A bad value raises ``TokraceError``: "<name>: <what was expected>, got <value>", the name in the
+        words ``name_of`` gives (``Settings.form_label``, ``Settings.cli_flag``; default: the file key).
+        """
+        try:
+            return type(self).model_validate({**self.model_dump(), **values})
+        except ValidationError as err:
+            key, message = explain(err)
+            name = (name_of or str)(key) if key in type(self).model_fields else key
+            raise TokraceError(f"{name}: {message}") from None
+
+    def non_defaults(self) -> dict[str, Any]:
+        """The fields that differ from the built-in defaults (what ``save_settings`` writes)."""
+        return {name: value for name, value in self.model_dump().items()
+                if value is not None and value != type(self).model_fields[name].default}
+
+    def placement_request(self) -> "PlacementRequest":
+        """Context and GPU overrides for ``placement.place`` (``None`` = the planner chooses)."""
+        from tokrace.backends.placement import PlacementRequest
+
+        return PlacementRequest(
+            n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers,
+            tensor_split=list(self.tensor_split) if self.tensor_split is not None else None,
+            split_mode=self.split_mode, main_gpu=self.main_gpu,
+        )
+
+    def generation_params(self) -> GenerationParams:
+        """Sampling settings for a reply (the rest at llama.cpp's defaults)."""
+        return GenerationParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=self.seed)
+
+
+def _problem(err: ValidationError) -> tuple[str, str, object]:
+    """The first problem of ``err``: (file key, what was expected, the input given)."""
+    first = err.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "?"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+        hint = f"did you mean {close[0]}?" if close else "known: " + ", ".join(Settings.model_fields)
+        return key, f"unknown setting ({hint})", first["input"]
+    cause = first.get("ctx", {}).get("error")
+    return key, str(cause) if isinstance(cause, ValueError) else first["msg"], first["input"]
+
+
+def explain(err: ValidationError) -> tuple[str, str]:
+    """The first problem of ``err`` as (file key, "<what was expected>, got <input>")."""
+    key, reason, given = _problem(err)
+    return key, reason if key not in Settings.model_fields else f"{reason}, got {given!r}"
+
+
+def changed_fields(before: Settings, after: Settings) -> dict[str, Any]:
+    """The fields whose value differs between ``before`` and ``after`` (``after``'s values)."""
+    old = before.model_dump()
+    return {name: value for name, value in after.model_dump().items() if old[name] != value}
+
+
+# --- the file ----------------------------------------------------------------------------------------
+
+
+def config_path() -> Path:
+    """``settings.toml`` in tokrace's config dir (``$TOKRACE_HOME/config`` when that is set)."""
+    return config_dir() / SETTINGS_FILE
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """The settings in ``path`` (default ``config_path()``); a missing file = the defaults.
+
+    A file that cannot be read, is not TOML, has an unknown key or a bad value raises ``TokraceError``
+    with one line naming the file, the key and what to do. Unknown keys are errors, not warnings: a
+    misspelt key would otherwise be silently ignored.
+    """
+    path = path or config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+    except OSError as err:
+        raise TokraceError(
+            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file") from None
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        key, message = explain(err)
+        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file") from None
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the non-default fields of ``settings`` to ``path`` (default ``config_path()``) atomically:
+    a temporary file in the same folder, then ``os.replace``. Returns the path written."""
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = tomli_w.dumps(settings.non_defaults())
+    header = "# tokrace settings, written by the app (F2, theme); a command-line flag overrides one run\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(header + body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def update_settings_file(changes: Mapping[str, object], path: Path | None = None) -> Settings:
+    """Apply ``changes`` to the file's settings (not to this run's flags) and save; returns the file's
+    new settings. Raises ``TokraceError`` for a bad existing file or a bad value."""
+    settings = load_settings(path).updated(changes)
+    save_settings(settings, path)
+    return settings
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+def _argparse_type(name: str, parse: Parser) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{err}, got {value!r}") from None
+
+    convert.__name__ = name  # argparse names the type in some messages
+    return convert
+
+
+def add_settings_args(parser: argparse.ArgumentParser, names: Sequence[str], *,
+                      required: Collection[str] = ()) -> None:
+    """Add the flags of settings ``names`` to ``parser``, in their argparse groups.
+
+    Every default is ``None``, never a real value: argparse never produces ``None`` for a flag that was
+    given, so ``settings_from_args`` tells "not given" (the file's value stands) from "given". Booleans
+    get ``--x``/``--no-x`` so a run can turn off what the file turns on.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name in names:
+        knob = Settings.knob(name)
+        if not knob.flags:
+            continue
+        target: argparse.ArgumentParser | argparse._ArgumentGroup = parser
+        if knob.group is not None:
+            if knob.group not in groups:
+                groups[knob.group] = parser.add_argument_group(GROUP_TITLES[knob.group])
+            target = groups[knob.group]
+        kwargs: dict[str, Any] = {"dest": knob.dest, "default": None, "help": knob.help}
+        if name in required:
+            kwargs["required"] = True
+        if knob.parse is boolean:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = knob.metavar
+            if knob.choices is not None:
+                kwargs["choices"] = knob.choices
+            elif knob.argparse_parses:
+                kwargs["type"] = _argparse_type(name, knob.parse)
+        target.add_argument(*knob.flags, **kwargs)
+
+
+def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
+    """``base`` with every setting flag given in ``args`` applied (for this run only: nothing is saved).
+
+    A value argparse did not check (``--tensor-split``) that is bad raises ``TokraceError``:
+    ``--tensor-split '0,0': expected ...``.
+    """
+    given: dict[str, object] = {}
+    for name in Settings.model_fields:
+        dest = Settings.knob(name).dest
+        value = getattr(args, dest, None) if dest else None
+        if value is not None:
+            given[name] = value
+    try:
+        return Settings.model_validate({**base.model_dump(), **given})
+    except ValidationError as err:
+        key, reason, value = _problem(err)
+        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}") from None
