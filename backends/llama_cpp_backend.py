@@ -8,6 +8,11 @@ Cancellation: a ``CancelToken`` is checked between tokens; during prompt evaluat
 callback watches it too, so a long prompt stops within one graph node. The callback is armed only
 around prompt evaluation because ggml calls it once per graph node: during decode that would cost a
 Python call per node per token, measurably slowing generation.
+
+Prompts are tokenized by ``prompt_tokens``: special tokens are parsed only in the chat template's own
+markup (a message's text stays text), and BOS follows the vocabulary's add-BOS flag. A reply ends at
+llama.cpp's end-of-generation tokens and also at the control token the template closes a turn with
+(``PromptFormat.turn_end``), even when the metadata does not declare it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ from tokrace.backends.base import (
     LoadConfig,
     LoadedModel,
 )
-from tokrace.backends.chat_template import PromptFormat, choose_format, looks_instruction_tuned
+from tokrace.backends.chat_template import (
+    PromptFormat,
+    RenderedPrompt,
+    choose_format,
+    looks_instruction_tuned,
+    tolerate_broken_templates_at_load,
+)
 from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,
@@ -42,12 +53,14 @@ from tokrace.backends.events import (
     StreamEvent,
     TokenGenerated,
 )
+from tokrace.backends.prompt_tokens import LlamaVocab, tokenize_parts
 from tokrace.backends.textstream import TextAssembler
 from tokrace.model_registry.errors import ModelFileError, TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 llama_log.install()
+tolerate_broken_templates_at_load()
 _NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
 
 
@@ -83,6 +96,9 @@ class LlamaCppBackend(Backend):
         self._model: LoadedModel | None = None
         self.info: GGUFInfo | None = None
         self._format: PromptFormat | None = None
+        self._vocab: LlamaVocab | None = None
+        self._turn_end_ids: frozenset[int] = frozenset()
+        self._load_notice: str | None = None
         self._cancel: CancelToken | None = None
         # One generation at a time per instance: a cancelled reply still winding down on its thread
         # must finish before the next starts (llama.cpp contexts are not thread-safe).
@@ -100,6 +116,7 @@ class LlamaCppBackend(Backend):
         if info.n_ctx_train and n_ctx > info.n_ctx_train:
             n_ctx = info.n_ctx_train  # llama.cpp would allow it, but quality falls off past training
         n_threads = cfg.n_threads or os.cpu_count() or 1
+        log_mark = llama_log.mark()
         try:
             llama = Llama(
                 model_path=str(cfg.path),
@@ -116,7 +133,7 @@ class LlamaCppBackend(Backend):
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
-            said = llama_log.last_error()
+            said = llama_log.load_failure_reason(log_mark)
             raise ModelFileError(
                 f"llama.cpp could not load {cfg.path} ({said or err}); the file may be damaged or of an"
                 " architecture this llama.cpp build does not know"
@@ -131,6 +148,7 @@ class LlamaCppBackend(Backend):
             ids = llama.tokenize(text.encode(), add_bos=False, special=True)
             return len(ids) == 1 and text_of(ids[0]) == text
 
+        self._vocab = LlamaVocab(llama)
         self._format = choose_format(
             architecture=info.architecture,
             file_template=info.chat_template,
@@ -140,13 +158,16 @@ class LlamaCppBackend(Backend):
             has_token=has_token,
             instruction_tuned=looks_instruction_tuned(info.metadata, cfg.path),
         )
+        self._turn_end_ids = self._turn_end_tokens(self._format.turn_end)
+        self._load_notice = self._format.warning
         self._model = LoadedModel(
             name=cfg.name or info.name or os.path.basename(cfg.path),
             path=str(cfg.path),
             architecture=info.architecture,
             quantization=info.quantization,
             size_bytes=info.file_size or info.tensors_bytes,
-            n_params=info.n_params,
+            # What the engine counts (it knows tensor types a lagging gguf package may not).
+            n_params=int(llama_cpp.llama_model_n_params(llama._model.model)) or info.n_params,
             n_layers=info.n_layers,
             n_ctx_train=info.n_ctx_train,
             n_ctx=n_ctx,
@@ -228,14 +249,42 @@ class LlamaCppBackend(Backend):
             n = llama_cpp.llama_token_to_piece(vocab, token_id, self._piece_buf, -n, 0, False)
         return self._piece_buf.raw[:n]
 
-    def tokenize_prompt(self, text: str) -> list[int]:
-        llama = self.llama
-        bos = llama._model.token_get_text(llama._model.token_bos()) if llama._model.token_bos() >= 0 else ""
-        # Templates often write the BOS token themselves; llama.cpp adds it per the vocab's flag, so
-        # drop the literal one (as llama-server does) instead of sending it twice.
-        if bos and text.startswith(bos):
-            text = text[len(bos):]
-        return llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+    def tokenize_prompt(self, prompt: str | RenderedPrompt) -> list[int]:
+        """Token ids of a prompt: raw text is all markup (special tokens parsed, as llama.cpp does);
+        a rendered chat prompt has its messages' text tokenized as text. BOS per the vocabulary."""
+        if self._vocab is None:
+            raise RuntimeError("load() first")
+        parts = prompt.pieces() if isinstance(prompt, RenderedPrompt) else ((prompt, True),)
+        return tokenize_parts(self._vocab, parts)
+
+    def _turn_end_tokens(self, turn_end: str) -> frozenset[int]:
+        """The control token the template closes an assistant turn with, when llama.cpp does not
+        already count it as end of generation (empty when the turn ends with plain text)."""
+        if self._vocab is None or not turn_end.strip():
+            return frozenset()
+        ids = self._vocab.tokenize(turn_end.lstrip(), special=True)
+        if ids and self._vocab.token_attr(ids[0]) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL:
+            return frozenset(ids[:1])
+        return frozenset()
+
+    def turn_end_stops(self) -> tuple[str, ...]:
+        """A turn terminator that is plain text (first line of the template's turn end), as a stop
+        string; '' when it is a control token (``ends_turn`` handles those)."""
+        fmt = self.prompt_format
+        if self._turn_end_ids or not fmt.turn_end.strip():
+            return ()
+        first = fmt.turn_end.strip().splitlines()[0].strip()
+        return (first,) if len(first) >= 2 else ()
+
+    def take_load_notice(self) -> str | None:
+        """What the first reply after load should say about the prompt format (then ``None``)."""
+        notice, self._load_notice = self._load_notice, None
+        return notice
+
+    def ends_turn(self, token: int) -> bool:
+        """End of generation for llama.cpp, or the template's own turn terminator."""
+        vocab = self.llama._model.vocab
+        return token in self._turn_end_ids or bool(llama_cpp.llama_vocab_is_eog(vocab, token))
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cache of the longest common prefix with what was evaluated last time."""
@@ -274,7 +323,9 @@ class LlamaCppBackend(Backend):
         if fmt is None:
             raise RuntimeError("load() first")
         rendered = fmt.render(messages)
-        yield from self.stream_prompt(rendered.text, params, cancel, stops=rendered.stops)
+        stops = (*rendered.stops, *self.turn_end_stops())
+        with self._busy:
+            yield from self._generate(rendered, params, cancel, stops)
 
     def stream_prompt(
         self,
@@ -289,14 +340,15 @@ class LlamaCppBackend(Backend):
             yield from self._generate(prompt, params, cancel, stops)
 
     def open_request(
-        self, prompt: str, params: GenerationParams, draft: DraftInfo | None = None
+        self, prompt: str | RenderedPrompt, params: GenerationParams, draft: DraftInfo | None = None
     ) -> tuple[list[int], int | None, list[StreamEvent]]:
         """The start every generation shares (plain or speculative): tokenize, check the context,
         reuse the KV prefix, reset llama.cpp's counters and build the sampler.
 
         Returns ``(tokens, reused, events)``: yield ``events``; ``reused is None`` means the request
         already failed (``events`` then ends with ``GenerationFinished``). ``draft`` is the speculative
-        decoding the request runs with, stated in its ``RequestStarted``.
+        decoding the request runs with, stated in its ``RequestStarted``. ``prompt``: raw text, or a
+        rendered chat prompt (its messages' text is never parsed for special tokens).
         """
         model = self.model
         t_submit = time.perf_counter()
@@ -317,7 +369,8 @@ class LlamaCppBackend(Backend):
         return tokens, reused, [started]
 
     def _generate(
-        self, prompt: str, params: GenerationParams, cancel: CancelToken | None, stops: Sequence[str]
+        self, prompt: str | RenderedPrompt, params: GenerationParams, cancel: CancelToken | None,
+        stops: Sequence[str],
     ) -> Iterator[StreamEvent]:
         llama = self.llama
         model = self.model
@@ -336,14 +389,13 @@ class LlamaCppBackend(Backend):
             self._evaluate_prompt(tokens[reused:])
             t1 = time.perf_counter()
             yield PromptProcessed(t1, len(tokens) - reused, t1 - t0)
-            vocab = llama._model.vocab
             while True:
                 if cancel.cancelled:
                     reason = "cancelled"
                     break
                 token = llama.sample(idx=None)
                 t = time.perf_counter()
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if self.ends_turn(token):
                     reason = "stop"
                     break
                 text = assembler.push(self.token_bytes(token))
@@ -367,11 +419,16 @@ class LlamaCppBackend(Backend):
         finally:
             self._cancel = None
         assembler.finish()
+        notices = [n for n in (self.take_load_notice(), prompt.notice if isinstance(prompt, RenderedPrompt)
+                               else None) if n]
         if n_generated == 0 and reason == "stop":
-            notice = (
+            notices.append(
                 f"the model ended its reply at once (0 tokens) with {model.template}; a base model may"
                 " need plain completion"
             )
+        if notice:
+            notices.append(notice)
+        notice = "; ".join(notices) or None
         yield GenerationFinished(
             time.perf_counter(), reason, assembler.text, n_generated,
             error=error, notice=notice, llama_perf=llama_perf(llama._ctx.ctx),

@@ -23,11 +23,12 @@ _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNI
 recent: deque[tuple[int, str]] = deque(maxlen=200)
 _partial: list[str] = []
 _last_level = logging.INFO
+_count = 0  # lines logged since start: ``mark()`` / ``load_failure_reason(since)``
 
 
 @llama_cpp.llama_log_callback
 def _callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    global _last_level
+    global _last_level, _count
     lvl = _last_level if level == 5 else _LEVELS.get(level, logging.INFO)
     _last_level = lvl
     _partial.append(text.decode("utf-8", errors="replace"))
@@ -35,6 +36,7 @@ def _callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         line = "".join(_partial).rstrip()
         _partial.clear()
         recent.append((lvl, line))
+        _count += 1
         log.log(lvl, "%s", line)
 
 
@@ -50,3 +52,27 @@ def last_error() -> str | None:
             if lvl == level:
                 return line.strip()
     return None
+
+
+def mark() -> int:
+    """A position in the log: ``load_failure_reason(mark())`` reads only what came after it."""
+    return _count
+
+
+def load_failure_reason(since: int) -> str | None:
+    """llama.cpp's own reason for a failed load, from the lines logged after ``since``.
+
+    A failed load ends with generic lines ("failed to load model"); the reason is the line that says
+    "error loading model: …" (a missing tensor, an unknown architecture, a wrong size), or else the
+    first error logged, or else the last warning."""
+    n = max(0, min(_count - since, len(recent)))
+    lines = list(recent)[len(recent) - n:] if n else []
+    for _lvl, line in lines:
+        _, found, reason = line.partition("error loading model:")
+        if found and reason.strip():
+            return reason.strip()
+    errors = [line.strip() for lvl, line in lines if lvl >= logging.ERROR]
+    if errors:
+        return errors[0]
+    warnings = [line.strip() for lvl, line in lines if lvl == logging.WARNING]
+    return warnings[-1] if warnings else None

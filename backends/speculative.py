@@ -41,6 +41,7 @@ from tokrace.backends.base import (
     GenerationParams,
     LoadedModel,
 )
+from tokrace.backends.chat_template import RenderedPrompt
 from tokrace.backends.draft_compat import Drafter, ModelDrafter
 from tokrace.backends.events import (
     DraftStep,
@@ -172,8 +173,11 @@ class SpeculativeBackend(Backend):
     # -- generation --------------------------------------------------------------------------------
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
                     cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
+        # Rendered and tokenized exactly as the target does it (message text is never special tokens).
         rendered = self.target.prompt_format.render(messages)
-        yield from self.stream_prompt(rendered.text, params, cancel, stops=rendered.stops)
+        with self.target.generation_lock:
+            yield from self._generate(rendered, params, cancel or CancelToken(),
+                                      (*rendered.stops, *self.target.turn_end_stops()))
 
     def stream_prompt(self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None,
                       *, stops: Sequence[str] = ()) -> Iterator[StreamEvent]:
@@ -202,8 +206,7 @@ class SpeculativeBackend(Backend):
     def _take(self, r: _Reply, token: int, t: float, drafted: bool, n_cached: int) -> TokenGenerated | None:
         """Account one sampled token (``n_cached``: tokens in the target's cache before it, as plain
         decoding would have it). Sets ``r.done`` when the reply ends; ``None`` for end-of-generation."""
-        vocab = self.target.llama._model.vocab
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
+        if self.target.ends_turn(token):
             r.reason, r.done = "stop", True
             return None
         event = TokenGenerated(r.n_generated, token, r.assembler.push(self.target.token_bytes(token)),
@@ -229,7 +232,7 @@ class SpeculativeBackend(Backend):
         with contextlib.suppress(Exception):
             self.drafter.reset()
 
-    def _generate(self, prompt: str, params: GenerationParams, cancel: CancelToken,
+    def _generate(self, prompt: str | RenderedPrompt, params: GenerationParams, cancel: CancelToken,
                   stops: Sequence[str]) -> Iterator[StreamEvent]:
         target = self.target
         llama, model = target.llama, target.model
@@ -240,6 +243,8 @@ class SpeculativeBackend(Backend):
         assert llama._sampler is not None  # open_request built it
         sampler, ctx = llama._sampler.sampler, llama._ctx.ctx
         r = _Reply(TextAssembler([*stops, *params.stop]), list(tokens), params.max_tokens, model.n_ctx)
+        r.notices += [n for n in (target.take_load_notice(),
+                                  prompt.notice if isinstance(prompt, RenderedPrompt) else None) if n]
         k_now = AdaptiveK(self.k) if self.adaptive else None
         drafting = True
         try:

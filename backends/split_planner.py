@@ -226,17 +226,20 @@ class HeadBytes:
         return cls(info.non_layer_bytes - half, half)
 
     @classmethod
-    def from_file(cls, path: str) -> HeadBytes:
-        """Exact sizes from a local GGUF's tensor table (memory-mapped, no weights read)."""
-        from gguf import GGUFReader
+    def from_info(cls, info: GGUFInfo) -> HeadBytes:
+        """Exact sizes from the header's tensor table (all shards of a split model)."""
+        other = info.non_layer_bytes
+        if info.output_bytes is not None:
+            return cls(info.embd_bytes, other - info.embd_bytes)
+        return cls(other, info.embd_bytes)  # tied: the head is a GPU copy of the embedding
 
-        sizes = {t.name: int(t.n_bytes) for t in GGUFReader(path, "r").tensors}
-        layer = sum(n for name, n in sizes.items() if name.startswith("blk."))
-        other = sum(sizes.values()) - layer
-        embd = sizes.get("token_embd.weight", 0)
-        if "output.weight" in sizes:
-            return cls(embd, other - embd)
-        return cls(other, embd)  # tied: the head is a GPU copy of the embedding
+    @classmethod
+    def from_file(cls, path: str) -> HeadBytes:
+        """Exact sizes from a local GGUF's tensor table (no weights read; a split model's first shard
+        stands for all of them; a header without its tensor data is enough)."""
+        from tokrace.model_registry.gguf_meta import read_gguf_info
+
+        return cls.from_info(read_gguf_info(path, allow_incomplete=True))
 
 
 def _check_overrides(

@@ -10,6 +10,19 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 
+# C0 controls (but tab and newline) and DEL become their visible "control pictures" (␛ for ESC), C1
+# controls (0x80–0x9F: 8-bit CSI/OSC on some terminals) U+FFFD: model output must never drive a
+# terminal (an OSC sequence can set the window title, BEL rings), and random weights emit every byte.
+_CONTROL_PICTURES = (
+    {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
+    | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+)
+
+
+def visible_controls(text: str) -> str:
+    """``text`` safe to write to a terminal: the same length, controls shown as symbols."""
+    return text.translate(_CONTROL_PICTURES)
+
 
 class TextAssembler:
     def __init__(self, stops: Sequence[str] = ()) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from tokrace.cli import common
@@ -73,7 +74,8 @@ def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
     from tokrace.model_registry.resolve import looks_like_path, resolve_model
 
     def local(path: str | Path, source: str) -> tuple[GGUFInfo, HeadBytes | None, str]:
-        return read_gguf_info(path), HeadBytes.from_file(str(path)), source
+        # A header without its tensor data (an interrupted download) still plans, with a warning.
+        return read_gguf_info(path, allow_incomplete=True), HeadBytes.from_file(str(path)), source
 
     text = (ref or "").strip()
     if text and not text.startswith("hf:") and looks_like_path(text):
@@ -134,9 +136,12 @@ def run(args: argparse.Namespace) -> int:
     offload, advice = gpu_offload_support()
     if args.json:
         data = {"model": info.name or source, "source": source, **plan.to_dict(),
-                "gpus_simulated": simulated, "gpu_offload": offload, "advice": advice}
+                "gpus_simulated": simulated, "gpu_offload": offload, "advice": advice,
+                "warnings": list(info.warnings)}
         print(json.dumps(data, indent=2))
         return 0
+    for warning in info.warnings:  # estimated sizes, or a file without its tensor data
+        print(f"tokrace: warning: {warning}", file=sys.stderr)
     from tokrace.backends.placement import describe_plan
     from tokrace.cli.words import say
 

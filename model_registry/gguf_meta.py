@@ -3,6 +3,12 @@
 It reads sequentially from any binary file object (a local file, or a remote one that serves HTTP range
 reads), so the same code plans a model on disk and one not yet downloaded. Numeric arrays (token scores
 and types) are skipped, the token list is hashed (two models with the same hash can share drafts).
+
+The reader is never stricter than the engine: a tensor type newer than the ``gguf`` package (llama.cpp
+may know it) is sized from the tensor offsets instead, with a warning in ``GGUFInfo.warnings``; a file
+whose tensor data is missing (a header-only file, an interrupted download) is refused unless the caller
+asks for the header anyway (``allow_incomplete``: planning and ``models info`` do, loading does not). A
+split model (``name-00001-of-00003.gguf``) is read as one model: every shard's tensors and sizes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, BinaryIO
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from tokrace.model_registry.errors import ModelFileError
+from tokrace.model_registry.hub import shard_info, shard_names
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -44,6 +51,8 @@ class TensorInfo:
     shape: tuple[int, ...]
     ggml_type: int
     offset: int
+    stored_bytes: int | None = None
+    """For a tensor type the ``gguf`` package does not know: its bytes from the tensor offsets."""
 
     @property
     def n_elements(self) -> int:
@@ -53,13 +62,22 @@ class TensorInfo:
         return n
 
     @property
+    def known_type(self) -> bool:
+        return self.ggml_type in _KNOWN_TYPES
+
+    @property
     def n_bytes(self) -> int:
+        if not self.known_type:
+            return self.stored_bytes or 0
         block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(self.ggml_type)]
         return self.n_elements // block * type_size
 
     @property
     def type_name(self) -> str:
-        return GGMLQuantizationType(self.ggml_type).name
+        return GGMLQuantizationType(self.ggml_type).name if self.known_type else f"type {self.ggml_type}"
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in GGMLQuantizationType if t in GGML_QUANT_SIZES)
 
 
 @dataclass(slots=True)
@@ -89,6 +107,15 @@ class GGUFInfo:
     """Bytes of the tensors of each repeating layer (``blk.N.``), in order."""
     metadata: dict[str, Any] = field(repr=False, default_factory=dict)
     """Scalar and small-array metadata, by key."""
+    embd_bytes: int = 0
+    """The input embedding (``token_embd.weight``)."""
+    output_bytes: int | None = None
+    """The output head (``output.weight``); ``None`` when it is tied to the embedding."""
+    missing_bytes: int = 0
+    """Tensor data the file lacks (read with ``allow_incomplete``): it cannot be loaded."""
+    warnings: list[str] = field(default_factory=list)
+    """What a plan from this header must say (estimated sizes, missing data), one line each."""
+    n_shards: int = 1
 
     @property
     def non_layer_bytes(self) -> int:
@@ -171,15 +198,36 @@ def _read_tensor_infos(r: _Reader, n_tensors: int, source: str) -> list[TensorIn
             raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
         shape = tuple(r.scalar("<Q") for _ in range(n_dims))
         ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
-        try:
-            GGMLQuantizationType(ggml_type)
-        except ValueError:
-            raise ModelFileError(
-                f"{source}: tensor {name!r} has tensor type {ggml_type}, unknown to this gguf version;"
-                " upgrade tokrace"
-            ) from None
         tensors.append(TensorInfo(name, shape, ggml_type, offset))
     return tensors
+
+
+def _size_unknown_types(tensors: list[TensorInfo], data_size: int | None
+                        ) -> tuple[list[TensorInfo], str | None]:
+    """Give tensors of a type unknown to ``gguf`` their size from the offsets (to the next tensor, or
+    to the end of the data); a warning line when there were any."""
+    unknown = {t.ggml_type for t in tensors if not t.known_type}
+    if not unknown:
+        return tensors, None
+    ends = sorted({t.offset for t in tensors})
+    known = [t for t in tensors if t.known_type]
+    per_element = (sum(t.n_bytes for t in known) / max(sum(t.n_elements for t in known), 1)) or 1.0
+    sized: list[TensorInfo] = []
+    for t in tensors:
+        if t.known_type:
+            sized.append(t)
+            continue
+        later = [o for o in ends if o > t.offset]
+        if later:
+            size = later[0] - t.offset
+        elif data_size is not None and data_size > t.offset:
+            size = data_size - t.offset
+        else:
+            size = int(t.n_elements * per_element)
+        sized.append(TensorInfo(t.name, t.shape, t.ggml_type, t.offset, size))
+    types = ", ".join(str(u) for u in sorted(unknown))
+    return sized, (f"tensor type {types} is newer than this gguf package: sizes are estimated from the"
+                   " tensor offsets (llama.cpp decides whether it can load them)")
 
 
 def _quant_label(file_type: Any, tensors: Iterable[TensorInfo]) -> str:
@@ -195,8 +243,10 @@ def _quant_label(file_type: Any, tensors: Iterable[TensorInfo]) -> str:
     return max(by_type, key=by_type.__getitem__) if by_type else "unknown"
 
 
-def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = "file") -> GGUFInfo:
-    """Parse a GGUF header from ``stream`` (positioned at 0). Raises ``ModelFileError``."""
+def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = "file",
+               allow_incomplete: bool = False) -> GGUFInfo:
+    """Parse a GGUF header from ``stream`` (positioned at 0). Raises ``ModelFileError``; a file whose
+    tensor data is cut short too, unless ``allow_incomplete`` (then ``missing_bytes`` and a warning)."""
     r = _Reader(stream)
     head = stream.read(4)
     r.pos = len(head)
@@ -220,13 +270,20 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
     tensors = _read_tensor_infos(r, n_tensors, source)
     alignment = int(meta.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
     data_offset = (r.pos + alignment - 1) // alignment * alignment
+    tensors, unknown_warning = _size_unknown_types(
+        tensors, file_size - data_offset if file_size is not None else None)
+    warnings = [unknown_warning] if unknown_warning else []
     tensors_bytes = sum(t.n_bytes for t in tensors)
     data_end = max((t.offset + t.n_bytes for t in tensors), default=0)
+    missing = 0
     if file_size is not None and data_offset + data_end > file_size:
         missing = data_offset + data_end - file_size
-        raise ModelFileError(
-            f"{source} is truncated ({missing:,} bytes of tensor data missing); download it again"
-        )
+        if not allow_incomplete:
+            raise ModelFileError(
+                f"{source} is truncated ({missing:,} bytes of tensor data missing); download it again"
+            )
+        warnings.append(f"the file is incomplete ({missing:,} bytes of tensor data missing, an interrupted"
+                        " download or a header-only file): figures are from its header; it cannot be loaded")
 
     arch = str(meta.get("general.architecture", "unknown"))
     n_layers = int(meta.get(f"{arch}.block_count", 0))
@@ -250,6 +307,7 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
         n_embd // n_head if n_embd and n_head else None
     )
     n_vocab, vocab_hash = vocab[0] if vocab else (0, "")
+    by_name = {t.name: t.n_bytes for t in tensors}
     return GGUFInfo(
         architecture=arch,
         name=meta.get("general.name"),
@@ -271,13 +329,20 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
         tensors_bytes=tensors_bytes,
         layer_bytes=layer_bytes,
         metadata=meta,
+        embd_bytes=by_name.get("token_embd.weight", 0),
+        output_bytes=by_name.get("output.weight"),
+        missing_bytes=missing,
+        warnings=warnings,
     )
 
 
-def read_gguf_info(path: str | Path) -> GGUFInfo:
-    """Read a local GGUF's metadata; a missing, non-GGUF or truncated file raises ``ModelFileError``.
+def read_gguf_info(path: str | Path, *, allow_incomplete: bool = False) -> GGUFInfo:
+    """Read a local GGUF's metadata; a missing, non-GGUF or truncated file raises ``ModelFileError``
+    (truncated only without ``allow_incomplete``).
 
-    Parsed once per file version (path, size, mtime): one load asks several times (placement, the
+    A split model's first shard (``x-00001-of-00003.gguf``) stands for the whole model: sizes, parameter
+    count and layers of every shard (all must be next to it). A later shard raises, naming the first.
+    Parsed once per file version (paths, sizes, mtimes): one load asks several times (placement, the
     backend, race lanes, the draft picker), and hashing a large vocabulary is not free. Callers must
     not modify the returned object.
     """
@@ -286,17 +351,40 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
         raise ModelFileError(f"no model file at {p}; check the path or run 'tokrace models list'")
     if p.is_dir():
         raise ModelFileError(f"{p} is a directory; pass the .gguf file inside it")
-    st = p.stat()
-    return _read_gguf_info_cached(str(p), st.st_size, st.st_mtime_ns)
+    shard = shard_info(p.name)
+    names = shard_names(p.name)
+    if shard is not None and shard[1] != 1:
+        raise ModelFileError(
+            f"{p.name} is shard {shard[1]} of {shard[2]} of a split model: pass the first shard,"
+            f" {names[0]} (llama.cpp reads the others from it)"
+        )
+    files = [p.with_name(n) for n in names]
+    versions: list[tuple[str, int, int]] = []
+    for f in files:
+        if not f.is_file():
+            raise ModelFileError(
+                f"{p.name} is shard 1 of {len(files)} but {f.name} is missing next to it; download it again"
+            )
+        st = f.stat()
+        versions.append((str(f), st.st_size, st.st_mtime_ns))
+    return _read_gguf_info_cached(tuple(versions), allow_incomplete)
 
 
 @functools.lru_cache(maxsize=32)
-def _read_gguf_info_cached(path: str, size: int, _mtime_ns: int) -> GGUFInfo:
+def _read_gguf_info_cached(versions: tuple[tuple[str, int, int], ...], allow_incomplete: bool) -> GGUFInfo:
+    (path, size, _), *rest = versions
     try:
         with open(path, "rb") as f:
-            return parse_gguf(f, file_size=size, source=path)
-    except PermissionError:
-        raise ModelFileError(f"cannot read {path}: permission denied") from None
+            info = parse_gguf(f, file_size=size, source=path, allow_incomplete=allow_incomplete)
+        others = []
+        for shard, _size, _mtime in rest:
+            with open(shard, "rb") as f:
+                others.append(read_tensor_table(f, source=shard))
+    except PermissionError as err:
+        raise ModelFileError(f"cannot read {err.filename or path}: permission denied") from None
+    if not rest:
+        return info
+    return merge_shard_tensors(info, others, [s for _, s, _ in rest])
 
 
 def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorInfo]:
@@ -327,14 +415,24 @@ def merge_shard_tensors(first: GGUFInfo, others: Sequence[Sequence[TensorInfo]],
 
     layers = list(first.layer_bytes)
     n_params, total = first.n_params, first.tensors_bytes
-    for tensors in others:
+    embd, output = first.embd_bytes, first.output_bytes
+    warnings = list(first.warnings)
+    for table in others:
+        tensors, unknown = _size_unknown_types(list(table), None)
+        if unknown and unknown not in warnings:
+            warnings.append(unknown)
         for t in tensors:
             n_params += t.n_elements
             total += t.n_bytes
+            if t.name == "token_embd.weight":
+                embd = t.n_bytes
+            elif t.name == "output.weight":
+                output = t.n_bytes
             if t.name.startswith("blk."):
                 idx = int(t.name.split(".")[1])
                 if idx < len(layers):
                     layers[idx] += t.n_bytes
     all_sizes = [first.file_size, *sizes]
     file_size = sum(s for s in all_sizes if s is not None) if None not in all_sizes else None
-    return replace(first, n_params=n_params, tensors_bytes=total, layer_bytes=layers, file_size=file_size)
+    return replace(first, n_params=n_params, tensors_bytes=total, layer_bytes=layers, file_size=file_size,
+                   embd_bytes=embd, output_bytes=output, warnings=warnings, n_shards=1 + len(others))

@@ -9,7 +9,7 @@ from typing import Any
 
 from tokrace.model_registry.catalog import CatalogEntry, load_catalog
 from tokrace.model_registry.errors import ModelFileError
-from tokrace.model_registry.gguf_meta import GGUFInfo, merge_shard_tensors, read_gguf_info, read_tensor_table
+from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 from tokrace.model_registry.hub import parse_hf_ref, shard_info, shard_names
 from tokrace.model_registry.remote_header import read_hf_ref_info
 from tokrace.model_registry.store import find_pull
@@ -24,25 +24,14 @@ class ModelInfo:
     entry: CatalogEntry | None = None
 
 
-def read_local_info(path: Path) -> GGUFInfo:
-    """A local GGUF; for a shard, the whole model (its sibling shards must be next to it)."""
-    info = read_gguf_info(path)
-    if shard_info(path.name) is None:
-        return info
-    names = shard_names(path.name)
-    if path.name != names[0]:
-        return read_local_info(path.with_name(names[0]))
-    others, sizes = [], []
-    for name in names[1:]:
-        shard = path.with_name(name)
-        if not shard.is_file():
-            raise ModelFileError(
-                f"{path.name} is shard 1 of {len(names)} but {name} is missing; pull it again"
-            )
-        with shard.open("rb") as f:
-            others.append(read_tensor_table(f, source=str(shard)))
-        sizes.append(shard.stat().st_size)
-    return merge_shard_tensors(info, others, sizes)
+def read_local_info(path: Path, *, allow_incomplete: bool = True) -> GGUFInfo:
+    """A local GGUF; for a shard (any of them), the whole model (its sibling shards must be next to
+    it). A file whose tensor data is missing is read from its header, with a warning in
+    ``GGUFInfo.warnings`` (what ``models info`` and ``plan`` report; loading refuses such a file)."""
+    shard = shard_info(path.name)
+    if shard is not None and shard[1] != 1:
+        path = path.with_name(shard_names(path.name)[0])
+    return read_gguf_info(path, allow_incomplete=allow_incomplete)
 
 
 def model_info(ref: str) -> ModelInfo:
@@ -82,4 +71,5 @@ def info_dict(info: GGUFInfo) -> dict[str, Any]:
         "file_size": info.file_size, "tensors_bytes": info.tensors_bytes,
         "layer_bytes": info.layer_bytes, "non_layer_bytes": info.non_layer_bytes,
         "has_chat_template": info.chat_template is not None,
+        "n_shards": info.n_shards, "incomplete_bytes": info.missing_bytes, "warnings": list(info.warnings),
     }

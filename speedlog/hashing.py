@@ -4,6 +4,10 @@ Hashing a 40 GB model takes minutes, so a reply must never trigger it twice: the
 file under the cache dir) remembers each file's digest for as long as its size and mtime stay the same.
 ``prefetch(path)`` starts hashing in a background thread right after a model loads, so the first finished
 reply usually finds the digest ready.
+
+A split model (``x-00001-of-00003.gguf``, from any of its shards) is one model: its digest is the sha256
+of all shards' bytes in order (what ``cat x-0000*-of-00003.gguf | sha256sum`` prints), and its cache
+entry goes stale when any shard changes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 from pathlib import Path
 
 from tokrace.model_registry import paths
+from tokrace.model_registry.hub import shard_names
 
 _CHUNK = 4 << 20
 _lock = threading.Lock()
@@ -26,9 +31,18 @@ def _cache_file() -> Path:
     return paths.cache_dir() / "sha256.json"
 
 
+def _files(path: Path) -> list[Path]:
+    """The file, or every shard of the split model it belongs to, in order."""
+    return [path.with_name(name) for name in shard_names(path.name)]
+
+
 def _key(path: Path) -> tuple[str, str]:
-    st = path.stat()
-    return str(path.resolve()), f"{st.st_size}:{st.st_mtime_ns}"
+    files = _files(path)
+    stamps = []
+    for f in files:
+        st = f.stat()
+        stamps.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return str(files[0].resolve()), ";".join(stamps)
 
 
 def _load() -> dict[str, dict[str, str]]:
@@ -105,9 +119,10 @@ def file_sha256(path: str | Path) -> str | None:
 
 def _hash(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
+    for part in _files(path):
+        with part.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
     return h.hexdigest()
 
 

@@ -388,7 +388,7 @@ def tokrace(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_chat_json_has_a_draft_object(inert_target: Path, draft_path: Path, other_vocab: Path) -> None:
     proc = tokrace("chat", "-m", str(inert_target), "--draft", str(draft_path), "--draft-k", "3",
-                   "--prompt", "hi", "-n", "17", "-t", "0", "--json")
+                   "--prompt", "hi", "-n", "17", "--temp", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     draft = data["draft"]

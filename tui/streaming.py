@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
 
+from textual import events
+from textual.errors import NoWidget
+from textual.screen import Screen
 from textual.widgets import Markdown
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams
 from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.pump import EventPump
-
-# C0 controls (but tab and newline) and DEL become their visible "control pictures" (␛ for ESC):
-# model output must never drive the terminal, and random-weight models emit every byte there is.
-_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
-
+from tokrace.backends.textstream import visible_controls
 
 # Render at most this often. Each render costs ~15 ms of UI CPU (Textual compositor) that llama.cpp's
 # threads then lack; past ~10 Hz a reader sees no
@@ -30,7 +29,8 @@ MIN_RENDER_INTERVAL_S = 1 / 10
 
 
 def display_safe(text: str) -> str:
-    return text.translate(_CONTROL_PICTURES)
+    """Model text as the app shows it: controls as visible symbols (``textstream.visible_controls``)."""
+    return visible_controls(text)
 
 
 async def stream_events_to_markdown(
@@ -82,3 +82,26 @@ async def stream_chat_reply(
     return await stream_events_to_markdown(
         lambda: backend.stream_chat(history, params, cancel), markdown, meter, cancel
     )
+
+
+class StreamSafeScreen(Screen[None]):
+    """A screen that a mouse event during streaming cannot crash.
+
+    Textual hit-tests the mouse against the compositor's map of the last frame. A streaming
+    ``Markdown`` replaces its blocks between frames, so for a moment the map can name a block that is
+    no longer in the DOM (``parent`` is ``None``); starting or extending a text selection on it fails
+    inside ``Screen._forward_event`` (``'NoneType' object has no attribute 'region'``) and would end
+    the app. Such an event (press or move) is dropped: the next one, after the next frame, lands
+    normally. Releases always pass, so a selection in progress still ends."""
+
+    def _forward_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.MouseDown, events.MouseMove)) and self._lands_on_removed(event):
+            return
+        super()._forward_event(event)
+
+    def _lands_on_removed(self, event: events.MouseEvent) -> bool:
+        try:
+            widget, _ = self.get_widget_and_offset_at(event.x, event.y)
+        except NoWidget:
+            return False
+        return widget is not None and widget is not self and (widget.parent is None or not widget.is_attached)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, cast
 
 from textual import work
@@ -9,7 +10,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
@@ -22,7 +22,7 @@ from tokrace.backends.roofline import efficiency_line, gpu_bandwidths
 from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
-from tokrace.tui.streaming import stream_chat_reply
+from tokrace.tui.streaming import StreamSafeScreen, stream_chat_reply
 from tokrace.tui.widgets.telemetry_panel import TelemetryPanel
 from tokrace.tui.words import say
 
@@ -55,7 +55,7 @@ def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
     return f" · draft {a / b:.2f}× faster ({a:.1f} vs {b:.1f} tok/s){accepted}"
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(StreamSafeScreen):
     BINDINGS = [
         Binding("escape", "stop_reply", "Stop", id="chat.stop"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
@@ -200,12 +200,16 @@ class ChatScreen(Screen[None]):
             finished = await stream_chat_reply(
                 backend, conversation, self.params, reply.markdown, meter, cancel,
             )
+        except Exception as err:  # a backend bug must fail this reply, not end the app
+            finished = GenerationFinished(time.perf_counter(), "error", "", 0,
+                                          error=f"the reply failed ({type(err).__name__}: {err})")
+            meter.observe(finished)
         finally:
             if self._cancel is cancel:
                 self._cancel = None
-        if finished.text and not is_rerun:
-            self.history.append(ChatMessage("assistant", finished.text))
         if not is_rerun:
+            self._settle_history(finished)
+
             self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
         summary = meter.stats.summary_line()
@@ -220,6 +224,22 @@ class ChatScreen(Screen[None]):
         reply.set_summary(summary, state=state, notice=say(finished.notice) if finished.notice else None)
         self.refresh_telemetry()
         self.post_message(ReplyFinished(meter.stats, backend.model, finished, window))
+
+    def _settle_history(self, finished: GenerationFinished) -> None:
+        """Keep the history a valid conversation after a reply: user and assistant alternate.
+
+        A reply the model ended (even with no text: it closed its turn at once) is an assistant turn.
+        A send that produced nothing (an error such as a prompt too long for the context, or Esc
+        before the first token) did not happen: its user turn leaves the history and its text goes
+        back to the empty prompt box, so nothing typed is lost."""
+        if finished.text or finished.stop_reason in ("stop", "length"):
+            self.history.append(ChatMessage("assistant", finished.text))
+            return
+        if self.history and self.history[-1].role == "user":
+            text = self.history.pop().content
+            prompt = self.query_one("#prompt", Input)
+            if not prompt.value:
+                prompt.value = text
 
     def action_stop_reply(self) -> None:
         if self._cancel is not None:
