@@ -197,10 +197,12 @@ def parse_catalog(text: str, origin: str) -> dict[str, CatalogEntry]:
 
 
 class Catalog:
-    """Entries by id; user entries override built-in ones with the same id."""
+    """Entries by id; user entries override built-in ones with the same id. ``problems``: one line per
+    user catalog that could not be used (it was skipped; the built-in entries and paths still work)."""
 
-    def __init__(self, entries: dict[str, CatalogEntry]) -> None:
+    def __init__(self, entries: dict[str, CatalogEntry], problems: list[str] | None = None) -> None:
         self.entries = entries
+        self.problems = problems or []
 
     def __iter__(self) -> Iterator[CatalogEntry]:
         return iter(self.entries.values())
@@ -216,9 +218,10 @@ class Catalog:
         if entry is None:
             stem = mid.split(":")[0].lower()
             close = [e for e in self.entries if e.startswith(stem)] or sorted(self.entries)[:6]
+            skipped = f" (skipped: {self.problems[0]})" if self.problems else ""
             raise TokraceError(
                 f"unknown model {mid!r}; try {', '.join(close)}, a .gguf path, hf:OWNER/NAME:QUANT,"
-                " or see 'tokrace models list'"
+                f" or see 'tokrace models list'{skipped}"
             )
         return entry
 
@@ -236,12 +239,18 @@ def user_catalog_path() -> Path:
 
 
 def load_catalog(user_path: Path | None = None) -> Catalog:
+    """The built-in catalog plus the user's. A user catalog that cannot be read or has an error is
+    skipped whole, with its one-line error in ``Catalog.problems`` (show it): a typo there must not stop
+    the built-in models or a ``.gguf`` path from working."""
     entries = parse_catalog(BUILTIN_CATALOG.read_text(encoding="utf-8"), "built-in")
+    problems: list[str] = []
     path = user_path or user_catalog_path()
     if path.is_file():
         try:
             text = path.read_text(encoding="utf-8")
+            entries.update(parse_catalog(text, str(path)))
         except (OSError, UnicodeDecodeError) as err:
-            raise TokraceError(f"cannot read the user catalog {path} ({err}); fix or remove it") from None
-        entries.update(parse_catalog(text, str(path)))
-    return Catalog(entries)
+            problems.append(f"cannot read the user catalog {path} ({err}); fix or remove it")
+        except TokraceError as err:
+            problems.append(str(err))
+    return Catalog(entries, problems)

@@ -204,6 +204,19 @@ def pull_hf(ref: HfRef, *, model_id: str | None = None, progress: ProgressFn | N
         return existing
     remotes = describe_remote(ref)
     repo_dir = repo_cache_dir(ref.repo_id)
+    try:
+        # The whole set must fit before the first byte: a set that cannot fit leaves no shard behind.
+        check_space(remotes, repo_dir)
+        pull = _fetch_all(ref, remotes, repo_dir, model_id, progress, cancel, open_partial)
+    except OSError as err:
+        raise cache_problem(repo_dir, err) from None
+    record_pull(pull)
+    return pull
+
+
+def _fetch_all(ref: HfRef, remotes: list[RemoteGguf], repo_dir: Path, model_id: str | None,
+               progress: ProgressFn | None, cancel: threading.Event | None,
+               open_partial: OpenFn | None) -> Pull:
     grand_total = sum(r.size for r in remotes)
     done = 0
     files: list[PulledFile] = []
@@ -220,9 +233,45 @@ def pull_hf(ref: HfRef, *, model_id: str | None = None, progress: ProgressFn | N
         refs = repo_dir / "refs" / ref.revision
         refs.parent.mkdir(parents=True, exist_ok=True)
         refs.write_text(commit)
-    pull = Pull(str(ref), ref.repo_id, ref.revision, commit, files, model_id=model_id)
-    record_pull(pull)
-    return pull
+    return Pull(str(ref), ref.repo_id, ref.revision, commit, files, model_id=model_id)
+
+
+def still_needed(remotes: list[RemoteGguf], repo_dir: Path) -> int:
+    """Bytes still to download for ``remotes``: finished blobs count 0, partial ones their rest."""
+    need = 0
+    for rf in remotes:
+        blob = repo_dir / "blobs" / rf.etag
+        if blob.is_file():
+            continue
+        partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
+        have = partial.stat().st_size if partial.is_file() else 0
+        need += rf.size - have if have <= rf.size else rf.size
+    return need
+
+
+def check_space(remotes: list[RemoteGguf], repo_dir: Path) -> None:
+    """Raises ``TokraceError`` (kind ``disk``) when the disk holding the cache lacks room for every
+    file of the set still to download."""
+    need = still_needed(remotes, repo_dir)
+    if need == 0:
+        return
+    where = next((p for p in [repo_dir, *repo_dir.parents] if p.is_dir()), repo_dir)
+    free = shutil.disk_usage(where).free
+    if free < need:
+        what = remotes[0].filename if len(remotes) == 1 else f"{len(remotes)} shards of {remotes[0].filename}"
+        raise TokraceError(
+            f"not enough disk space for {what}: needs {need:,} more bytes, {free:,} free in {where};"
+            " free some space and pull again", kind="disk", facts={"needed": need, "free": free},
+        )
+
+
+def cache_problem(repo_dir: Path, err: OSError) -> TokraceError:
+    """One line for a Hugging Face cache tokrace cannot write (read-only, a file where a folder goes)."""
+    where = Path(err.filename) if isinstance(err.filename, str) else repo_dir
+    return TokraceError(
+        f"cannot write the Hugging Face cache at {where} ({err.strerror or type(err).__name__}); make it"
+        " writable or set HF_HUB_CACHE to a writable folder", kind="storage", facts={"path": str(where)},
+    )
 
 
 def remove_pull(pull: Pull) -> tuple[list[Path], list[Path]]:

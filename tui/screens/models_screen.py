@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes, format_params
+from tokrace.tui.words import say
 
 
 class ModelsScreen(Screen[str | None]):
@@ -51,9 +52,17 @@ class ModelsScreen(Screen[str | None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
+        from tokrace.model_registry.listing import catalog_problems
+
         table = self.query_one(DataTable)
         table.clear()
-        self.rows = self._rows_fn()
+        try:
+            self.rows = self._rows_fn()
+            problems = catalog_problems()
+        except TokraceError as err:  # a damaged pulls.json, an unreadable folder: say it, list nothing
+            self.rows, problems = [], [say(err)]
+        if problems:
+            self.query_one("#pull-status", Static).update("\n".join(f"skipped: {p}" for p in problems))
         for r in self.rows:
             table.add_row("✓" if r["downloaded"] else " ", r["id"], format_params(r["params"]),
                           format_bytes(r["size"]) if r["size"] else "?", r["where"], key=r["id"])
@@ -83,7 +92,9 @@ class ModelsScreen(Screen[str | None]):
             kv = info.kv_bytes_per_token()
             text = f"{info.name or ref} · {info.quantization} · KV {kv:,} bytes/token\n{line}"
         except TokraceError as err:
-            text = str(err)
+            text = say(err)
+        except OSError as err:
+            text = f"{ref}: {err.strerror or err}"
         self.app.call_from_thread(self.query_one("#plan", Static).update, text)
 
     def action_choose(self) -> None:
@@ -125,7 +136,9 @@ class ModelsScreen(Screen[str | None]):
             resolve_model(model_id, progress, cancel=cancel)
             message = f"{model_id} is ready"
         except TokraceError as err:
-            message = str(err)
+            message = say(err)
+        except OSError as err:  # a disk fault no layer named: a line, not a crash
+            message = f"{model_id}: {err.strerror or err} ({err.filename or 'disk'}); pull again to resume"
         self.app.call_from_thread(self._pull_done, message)
 
     def _show_progress(self, status: Any) -> None:
