@@ -1,6 +1,16 @@
 """Race mode: two models answer the same prompt, and a verdict says which is faster and by how much.
 
-A race has two lanes; each lane is one model with its own conversation history. Two schedules:
+A race has two lanes; each lane is one model with its own conversation history.
+
+**Conversation policy** (``commit_turn``): both lanes always see the same user turns, each with its
+own replies. A race prompt enters the histories of both lanes only when every lane produced a reply
+(finished, hit max tokens, or was stopped after some text: a stopped lane keeps its partial reply);
+when any lane failed, did not run, or was stopped before its first token, the turn is dropped from
+both lanes, so the next prompt never finds one lane a turn ahead. The lanes' contexts still differ by
+their own replies (and tokenizers): the verdict states each lane's context and compares per-token
+figures (``race_verdict``).
+
+Two schedules:
 
 - **simultaneous**: both lanes generate at once, each on its own thread (llama.cpp releases the GIL,
   and two instances may decode concurrently). On one device they share it: the CPU threads are split
@@ -40,8 +50,8 @@ RAM_HEADROOM = 0.9
 
 __all__ = [
     "LABELS", "MODES", "Lane", "LaneResult", "MemoryGuard", "RaceMode", "RaceResult", "Verdict",
-    "default_mode", "judge", "lane_title", "memory_guard", "recording", "replay_events", "run_lane",
-    "run_race", "split_threads",
+    "commit_turn", "default_mode", "judge", "lane_title", "memory_guard", "recording", "replay_events",
+    "run_lane", "run_race", "split_threads",
 ]
 
 
@@ -140,6 +150,8 @@ class Lane:
     recorder: Any = None
     """A ``speedlog.SessionRecorder`` (kind="race"), or None when nothing is logged."""
     last: LaneResult | None = None
+    last_committed: bool = False
+    """Whether the last race turn entered ``history`` (``undo_last_turn`` undoes only that one)."""
     _model: LoadedModel | None = None
     _warm: bool = False
 
@@ -199,17 +211,36 @@ class Lane:
     def messages(self, prompt: str) -> list[ChatMessage]:
         return [*self.history, ChatMessage("user", prompt)]
 
-    def commit(self, prompt: str, result: LaneResult) -> None:
-        """Keep the turn in this lane's history only when it produced a reply, so the history is always
-        whole user/assistant pairs (a stopped-before-any-text or failed turn leaves no trace)."""
+    def commit(self, prompt: str, result: LaneResult, *, keep: bool) -> None:
+        """Record ``result`` as this lane's last, and add the turn to the history when ``keep`` (see
+        ``commit_turn``: the decision is the race's, so both lanes keep the same user turns)."""
         self.last = result
-        if result.ran and result.error is None and result.text:
+        self.last_committed = keep
+        if keep:
             self.history += [ChatMessage("user", prompt), ChatMessage("assistant", result.text)]
 
     def undo_last_turn(self, prompt: str) -> None:
-        """Drop the last turn if it was ``prompt`` (rerun: the same race again, same context)."""
-        if len(self.history) >= 2 and self.history[-2] == ChatMessage("user", prompt):
+        """Drop the last turn if it was committed and was ``prompt`` (rerun: the same race again, from
+        the same context)."""
+        if self.last_committed and len(self.history) >= 2 \
+                and self.history[-2] == ChatMessage("user", prompt):
             del self.history[-2:]
+        self.last_committed = False
+
+
+def replied(result: LaneResult) -> bool:
+    """Whether a lane's turn produced a reply worth keeping as context: it ran without error and has
+    text (finished, max tokens, or stopped after its first tokens)."""
+    return result.ran and result.error is None and result.finished is not None and bool(result.text)
+
+
+def commit_turn(lanes: Sequence[Lane], prompt: str, results: Sequence[LaneResult]) -> bool:
+    """Apply the conversation policy (module docstring) to one race turn: the turn enters every lane's
+    history when every lane replied, else none. Returns whether it was kept."""
+    keep = len(results) == len(lanes) and all(replied(r) for r in results)
+    for lane, result in zip(lanes, results, strict=True):
+        lane.commit(prompt, result, keep=keep)
+    return keep
 
 
 def not_run(label: str, model: str, reason: str | None = None) -> LaneResult:
@@ -259,8 +290,13 @@ class RaceResult:
     mode: RaceMode
     shared_device: bool
     lanes: list[LaneResult]
+    """The last run's result per lane (its text, events and figures)."""
     verdict: Verdict
     cancelled: bool = False
+    runs: list[list[LaneResult]] = field(default_factory=list)
+    """Every run of this turn (``repeat``), each a list like ``lanes``; the last is ``lanes``."""
+    kept: bool = False
+    """Whether the turn entered both lanes' histories (``commit_turn``)."""
 
 
 def run_race(
@@ -275,26 +311,58 @@ def run_race(
     warm_up: bool = True,
     ceilings: dict[str, float | None] | None = None,
     on_lane_done: Callable[[Lane, LaneResult], None] | None = None,
+    repeat: int = 1,
+    price_per_hour: float | None = None,
 ) -> RaceResult:
-    """Race ``lanes`` on ``prompt`` and commit each lane's turn to its history.
+    """Race ``lanes`` on ``prompt`` and commit the turn by the conversation policy (``commit_turn``).
 
     ``load_in_turn`` (fair only): load each lane just before its turn and unload it after (the memory
     guard said both cannot be resident). Otherwise lanes are loaded before anything generates, so no
     load competes with a running lane for the CPU.
+
+    ``repeat`` (≥ 1): run the same turn that many times, each lane's KV cache cleared before each run so
+    every run does the same work; the verdict gives mean ± sd over the runs (as llama-bench's ``-r``),
+    and only the last run's reply enters the history. A cancel ends the repetitions.
     """
     if mode == "simultaneous" and load_in_turn:
         raise ValueError("both models must be resident to race simultaneously")
-    results: dict[str, LaneResult] = {}
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
     if not load_in_turn:
         for lane in lanes:
             if lane.load() and warm_up:
                 lane.warm_up()
+    runs: list[list[LaneResult]] = []
+    for _ in range(repeat):
+        if runs and cancel.cancelled:
+            break
+        runs.append(_run_once(lanes, prompt, params, mode=mode, cancel=cancel, load_in_turn=load_in_turn,
+                              warm_up=warm_up, fresh=repeat > 1, on_lane_done=on_lane_done))
+    ordered = runs[-1]
+    kept = commit_turn(lanes, prompt, ordered)
+    shared = shared_device and mode == "simultaneous"
+    verdict = judge(lanes, ordered, mode=mode, shared_device=shared, ceilings=ceilings,
+                    runs=runs if len(runs) > 1 else None, price_per_hour=price_per_hour)
+    return RaceResult(prompt, mode, shared, ordered, verdict, cancelled=cancel.cancelled, runs=runs,
+                      kept=kept)
+
+
+def _run_once(lanes: Sequence[Lane], prompt: str, params: GenerationParams, *, mode: RaceMode,
+              cancel: CancelToken, load_in_turn: bool, warm_up: bool, fresh: bool,
+              on_lane_done: Callable[[Lane, LaneResult], None] | None) -> list[LaneResult]:
+    """One run of a race turn; one result per lane, in lane order. ``fresh``: clear each lane's KV
+    cache first (repetitions must not reuse the previous run's prompt)."""
+    results: dict[str, LaneResult] = {}
 
     def finish(lane: Lane, result: LaneResult) -> None:
         results[lane.label] = result
         if on_lane_done is not None:
             on_lane_done(lane, result)
 
+    if fresh and not load_in_turn:
+        for lane in lanes:
+            if lane.backend is not None:
+                lane.backend.reset()
     if mode == "simultaneous":
         runnable = [lane for lane in lanes if lane.loaded]
         start = threading.Barrier(len(runnable)) if runnable else None
@@ -322,15 +390,7 @@ def run_race(
             finally:
                 if load_in_turn:
                     lane.unload()
-    ordered = []
-    for lane in lanes:
-        result = results.get(lane.label) or not_run(lane.label, lane.title, lane.load_error)
-        lane.commit(prompt, result)
-        ordered.append(result)
-    verdict = judge(lanes, ordered, mode=mode, shared_device=shared_device and mode == "simultaneous",
-                    ceilings=ceilings)
-    return RaceResult(prompt, mode, shared_device and mode == "simultaneous", ordered, verdict,
-                      cancelled=cancel.cancelled)
+    return [results.get(lane.label) or not_run(lane.label, lane.title, lane.load_error) for lane in lanes]
 
 
 # -- replay ----------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which.add_argument("--last", action="store_true", help="the most recent session")
     p.add_argument("--format", "-f", choices=["jsonl", "csv", "md"], default="md")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
-    p.add_argument("--plot", metavar="FILE.svg", help="also write tok/s plots as SVG")
+    p.add_argument("--plot", metavar="FILE.png|FILE.svg",
+                   help="also write tok/s plots, one row per model; PNG or SVG by the file name")
     p.add_argument("--chart", action="store_true", help="also print tok/s charts in the terminal")
     p.add_argument("--list", action="store_true", help="list sessions instead of exporting")
     p.add_argument("--kind", choices=["chat", "race", "bench"], help="only this kind of record")
@@ -52,9 +53,10 @@ def _stderr(line: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tokrace.speedlog import SpeedLog
     from tokrace.speedlog.export import render, write_atomic
-    from tokrace.speedlog.plot import replies_chart, reply_chart, svg_plots
+    from tokrace.speedlog.plot import plot_format, render_plots, replies_chart, reply_chart
     from tokrace.speedlog.store import summarize_sessions
 
+    plot_fmt = plot_format(args.plot) if args.plot else None  # a bad name fails before any work
     log = SpeedLog.open()
     with warnings_to(_stderr):
         records = log.read(kind=args.kind)
@@ -83,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         _stderr(f"wrote {len(records)} record(s) to {path}")
     else:
         sys.stdout.write(text)
-    if args.plot:
-        path = write_atomic(args.plot, svg_plots(records))
+    if args.plot and plot_fmt:
+        path = write_atomic(args.plot, render_plots(records, plot_fmt))
         _stderr(f"wrote plots to {path}")
     if args.chart:
         out = sys.stderr if not args.output else sys.stdout

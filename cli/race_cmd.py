@@ -28,11 +28,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("model_a", metavar="A", help="a .gguf path or catalog id")
     p.add_argument("model_b", metavar="B", help="a .gguf path or catalog id")
-    p.add_argument("--prompt", "-p", default=None, help="the user message ('-' reads stdin)")
+    p.add_argument("--prompt", "-p", default=None,
+                   help="the user message ('-' reads stdin; default: none, opens the race screen)")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="fair: one after the other, each with the whole machine (default on one device);"
-                        " simultaneous: both at once")
+                        " simultaneous: both at once (default on two GPUs or more)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--repeat", "-r", type=common.positive_int, default=1, metavar="N",
+                   help="race the prompt N times (KV cache cleared each run); the verdict gives mean ± sd"
+                        " over the runs and calls differences within that noise a tie (default: 1)")
     p.add_argument("--draft-a", default=None, metavar="D", help="a draft model for lane A")
     p.add_argument("--draft-b", default=None, metavar="D",
                    help="a draft model for lane B (race M M --draft-b D: the draft's speedup)")
@@ -43,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
+def _lane_json(lane: Lane, result: LaneResult, price_per_hour: float | None = None) -> dict[str, Any]:
+    from tokrace.backends.reply_extras import extras
     from tokrace.cli.chat_cmd import reply_json
 
     if lane.model is not None:
@@ -60,10 +65,11 @@ def _lane_json(lane: Lane, result: LaneResult) -> dict[str, Any]:
     data["ran"] = result.ran
     data["error"] = say(result.error) if result.error else None
     data["draft"] = lane.draft
+    data.update(extras(result.stats, None, price_per_hour))  # $ per 1K tokens, as chat --json
     return data
 
 
-def race_json(plan: RacePlan, race: RaceResult) -> dict[str, Any]:
+def race_json(plan: RacePlan, race: RaceResult, price_per_hour: float | None = None) -> dict[str, Any]:
     return {
         "prompt": race.prompt,
         "mode": race.mode,
@@ -75,7 +81,10 @@ def race_json(plan: RacePlan, race: RaceResult) -> dict[str, Any]:
         },
         "notes": plan.notes,
         "cancelled": race.cancelled,
-        "lanes": [_lane_json(lane, r) for lane, r in zip(plan.lanes, race.lanes, strict=True)],
+        "runs": len(race.runs),
+        "price_per_hour": price_per_hour,
+        "lanes": [_lane_json(lane, r, price_per_hour)
+                  for lane, r in zip(plan.lanes, race.lanes, strict=True)],
         "verdict": race.verdict.to_dict(),
     }
 
@@ -118,32 +127,47 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.backends.base import CancelToken
     from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.race import run_race
-    from tokrace.race_setup import plan_race, record_race
+    from tokrace.race_setup import check_lanes, plan_race, record_race
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     gpus = detect_gpus()
+    if not prompt.strip():
+        raise TokraceError("the prompt is empty: give --prompt some text")
+    # Every model and draft is resolved, checked and placed before anything runs (strict): a bad lane
+    # B stops the race before lane A spends a minute generating.
     plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
                      request=settings.placement_request(), gpus=gpus,
                      progress=common.StderrProgress(), drafts=(args.draft_a, args.draft_b),
-                     draft_k=settings.draft_k)
+                     draft_k=settings.draft_k, strict=True)
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
+    if not plan.load_in_turn:  # both resident: load both (llama.cpp may still refuse a file) first
+        for lane in plan.lanes:
+            lane.load()
+        try:
+            check_lanes(plan.lanes)
+        except TokraceError:
+            for lane in plan.lanes:
+                lane.unload()
+            raise
     cancel = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())  # Ctrl+C stops both lanes
+    price = settings.price_per_hour
     try:
         race = run_race(plan.lanes, prompt, settings.generation_params(), mode=plan.mode, cancel=cancel,
                         shared_device=plan.shared_device, load_in_turn=plan.load_in_turn,
-                        ceilings=_ceilings(plan))
+                        ceilings=_ceilings(plan), repeat=args.repeat, price_per_hour=price)
     finally:
         signal.signal(signal.SIGINT, previous)
     # After the race, not as each lane ends: a recorder hashes the model file on a thread, which would
-    # steal CPU from a lane still racing.
-    for error in record_race(plan.lanes, race.lanes):
-        print(f"note: speed log not written: {error}", file=sys.stderr)
+    # steal CPU from a lane still racing. Every run is a real reply: all go to the log.
+    for run_results in race.runs:
+        for error in record_race(plan.lanes, run_results):
+            print(f"note: speed log not written: {error}", file=sys.stderr)
     for lane in plan.lanes:
         lane.unload()
     if args.json:
-        print(json.dumps(race_json(plan, race), ensure_ascii=False))
+        print(json.dumps(race_json(plan, race, price), ensure_ascii=False))
     else:
         for lane, r in zip(plan.lanes, race.lanes, strict=True):
             print(f"── {lane.label} · {lane.title} ──")

@@ -1,5 +1,6 @@
 """GGUFs other tools already downloaded: the Hugging Face cache, llama.cpp's cache, LM Studio's models
 folder and Ollama's blob store. Read-only: tokrace lists and loads them, never moves or deletes them.
+Multimodal projectors (``mmproj-*.gguf``) are not chat models and are not listed.
 
 Ollama stores models as content-addressed blobs (``blobs/sha256-<hex>``, GGUF inside) and names them in
 manifests (``manifests/<registry>/<namespace>/<model>/<tag>``: JSON whose layer of media type
@@ -30,14 +31,31 @@ class FoundModel:
     size: int
 
 
+def llama_cache_dir() -> Path:
+    """llama.cpp's model cache, in llama.cpp's own order (``fs_get_cache_directory``): ``LLAMA_CACHE``,
+    else ``$XDG_CACHE_HOME/llama.cpp``, else ``~/.cache/llama.cpp``."""
+    llama = os.environ.get("LLAMA_CACHE")
+    if llama:
+        return Path(llama).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "llama.cpp"
+    return Path.home() / ".cache" / "llama.cpp"
+
+
+def is_projector(path: Path) -> bool:
+    """A multimodal projector (``mmproj-*.gguf``, llama.cpp's naming for CLIP/vision towers), not a
+    model one can chat with: discovery skips it."""
+    return "mmproj" in path.name.lower()
+
+
 def default_roots() -> dict[str, list[Path]]:
     """Where each tool keeps models on this machine (env overrides as each tool honours them)."""
     home = Path.home()
-    llama = os.environ.get("LLAMA_CACHE")
     ollama = os.environ.get("OLLAMA_MODELS")
     return {
         "hf-cache": [hub_cache_dir()],
-        "llama.cpp": [Path(llama).expanduser()] if llama else [home / ".cache" / "llama.cpp"],
+        "llama.cpp": [llama_cache_dir()],
         "lm-studio": [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"],
         "ollama": [Path(ollama).expanduser()] if ollama else [home / ".ollama" / "models"],
     }
@@ -53,7 +71,7 @@ def _is_gguf(path: Path) -> bool:
 
 def _ggufs(root: Path) -> Iterator[Path]:
     try:
-        yield from sorted(p for p in root.rglob("*.gguf") if p.is_file())
+        yield from sorted(p for p in root.rglob("*.gguf") if p.is_file() and not is_projector(p))
     except OSError:
         return
 

@@ -155,10 +155,16 @@ def _md_cell(text: str) -> str:
 
 
 def to_markdown(records: Iterable[ReplyRecord]) -> str:
-    """One row per model, quantization and hardware: generation tok/s, TTFT and prompt tok/s, mean ± sd."""
+    """One row per model file (its sha256: one name however it was loaded), quantization and hardware:
+    generation tok/s, TTFT and prompt tok/s, mean ± sd."""
+    from tokrace.speedlog.store import model_key, model_names
+
+    records = list(records)
+    names = model_names(records)
     groups: dict[tuple[str, str, str], list[ReplyRecord]] = {}
     for r in records:
-        groups.setdefault((r.model, r.quantization, r.hardware_label), []).append(r)
+        groups.setdefault((names.get(model_key(r), r.model), r.quantization, r.hardware_label),
+                          []).append(r)
     lines = [
         "| Model | Quant | tok/s | TTFT | prompt tok/s | hardware | n |",
         "|---|---|---:|---:|---:|---|---:|",
@@ -188,8 +194,9 @@ def render(records: Sequence[ReplyRecord], fmt: Format) -> str:
     raise ValueError(f"unknown export format {fmt!r}")
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write via a temporary file and rename; an unwritable target is one ``TokraceError`` line."""
+def write_atomic(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` (UTF-8) or bytes (a PNG) via a temporary file and rename; an unwritable target is
+    one ``TokraceError`` line."""
     path = Path(path).expanduser()
     directory = path.parent
     try:
@@ -201,8 +208,8 @@ def write_atomic(path: str | Path, text: str) -> Path:
             f"cannot write {path}: {err.strerror or err}; choose a writable path with -o"
         ) from err
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

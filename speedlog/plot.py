@@ -1,24 +1,64 @@
-"""tok/s plots: over one reply and across replies, as plain text for the terminal and as SVG files.
+"""tok/s plots: over one reply and across replies, as plain text for the terminal and as PNG or SVG
+files.
 
-Plain text rather than plotext: the same renderer serves the CLI and the TUI's sessions screen (a
-Static shows the string), it needs no dependency, and its output is stable enough for tests. The SVG is
-written by hand for the same reasons.
+The terminal charts are plain text (the same string serves the CLI and the TUI's sessions screen). The
+files are drawn by matplotlib with its Agg backend (no display needed): a maintained library that
+writes real PNG and SVG from one figure, with proper axes, ticks and layout, instead of hand-written
+SVG markup. It is imported only when a file is written.
+
+Over a reply, tok/s is the rate over the most recent few tokens (``reply_series``), sampled evenly in
+time: counting tokens per fixed time bin would draw a comb (bins holding 0, 1 or 2 tokens) whose peaks
+are far above the real speed. Files get one row of panels per model file (its sha256, one name), each
+with its own scale: a 13,000 tok/s tiny model does not flatten a 20 tok/s one.
 """
 
 from __future__ import annotations
 
+import bisect
+import io
+import itertools
+import math
 from collections.abc import Sequence
-from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tokrace.backends.meter import binned_rate
+from tokrace.model_registry.errors import TokraceError
 from tokrace.speedlog.record import ReplyRecord
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+PLOT_FORMATS = ("png", "svg")
+WINDOW_MIN_TOKENS = 4
+"""The rate at a point is taken over at least this many token intervals (fewer only in short replies)."""
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
 def reply_series(token_times_s: Sequence[float], points: int = 40) -> list[float]:
-    """tok/s in ``points`` equal time bins between the first and last token (as the live sparkline)."""
-    return binned_rate(list(token_times_s), points)
+    """tok/s at ``points`` evenly spaced times after the first token (the last at the last token): at
+    each, the rate over the most recent ``k`` intervals, ``k / (t_j − t_{j−k})`` with ``t_j`` the last
+    token by then and ``k = max(4, intervals ÷ points)`` (capped at the intervals so far); in a stall
+    (no token for longer than the median interval) the time waited counts too, so the line dips. Every
+    value is a rate over real tokens: no comb, no peak above the speed reached over ``k`` tokens.
+    ``[]`` with fewer than two tokens or no time between them."""
+    times = list(token_times_s)
+    if len(times) < 2 or points < 1 or times[-1] <= times[0]:
+        return []
+    intervals = len(times) - 1
+    k = min(intervals, max(WINDOW_MIN_TOKENS, math.ceil(intervals / points)))
+    first, span = times[0], times[-1] - times[0]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    typical = gaps[len(gaps) // 2]
+    out: list[float] = []
+    for p in range(points):
+        at = first + span * (p + 1) / points
+        j = max(1, bisect.bisect_right(times, at + 1e-12) - 1)
+        i = max(0, j - k)
+        # In a stall (no token for longer than the typical interval) the rate falls as time passes.
+        dt = max(times[j] - times[i], at - times[i] - typical)
+        out.append((j - i) / dt if dt > 0 else (out[-1] if out else 0.0))
+    return out
 
 
 def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit: str = "tok/s") -> str:
@@ -54,82 +94,105 @@ def replies_chart(records: Sequence[ReplyRecord], *, width: int = 60, height: in
     return bar_chart(values, height=height, title=f"tok/s across {len(values)} replies", unit="tok/s")
 
 
-# ---- SVG -------------------------------------------------------------------------------------------
+# ---- PNG / SVG files ---------------------------------------------------------------------------
 
-_W, _H, _PAD = 720, 240, 48
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
-def _panel(y0: int, title: str, x_label: str, x_max: float, y_max: float,
-           lines: list[tuple[list[tuple[float, float]], str, str]]) -> list[str]:
-    """One chart: axes, ticks, a polyline per series (points in data units)."""
-    x_max = x_max or 1.0
-    y_max = y_max or 1.0
-    plot_w, plot_h = _W - 2 * _PAD, _H - 2 * _PAD
-    left, top = _PAD, y0 + _PAD
-
-    def sx(x: float) -> float:
-        return left + x / x_max * plot_w
-
-    def sy(y: float) -> float:
-        return top + plot_h - y / y_max * plot_h
-
-    out = [
-        f'<text x="{left}" y="{y0 + 28}" font-size="14" font-weight="bold">{escape(title)}</text>',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>',
-    ]
-    for i in range(5):
-        yv = y_max * i / 4
-        out.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" font-size="10" text-anchor="end">'
-                   f'{yv:.3g}</text>')
-        out.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{left + plot_w}" y2="{sy(yv):.1f}" '
-                   'stroke="#ddd"/>')
-        xv = x_max * i / 4
-        out.append(f'<text x="{sx(xv):.1f}" y="{top + plot_h + 14}" font-size="10" '
-                   f'text-anchor="middle">{xv:.3g}</text>')
-    out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 30}" font-size="11" '
-               f'text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text x="14" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
-               f'transform="rotate(-90 14 {top + plot_h / 2})">tok/s</text>')
-    if not any(points for points, _, _ in lines):
-        out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" font-size="12" '
-                   'text-anchor="middle" fill="#666">no data (bench tests and replies logged without '
-                   'per-token times have none)</text>')
-    for points, color, label in lines:
-        if not points:
-            continue
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{coords}">'
-                   f"<title>{escape(label)}</title></polyline>")
-    return out
+def plot_format(path: str | Path) -> str:
+    """``png`` or ``svg`` from the file name; anything else is a one-line ``TokraceError``."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise TokraceError(f"--plot {path}: name a .png or .svg file (the format follows the name)",
+                           kind="usage")
+    return suffix
 
 
-def svg_plots(records: Sequence[ReplyRecord], *, max_replies: int = 8, points: int = 40) -> str:
-    """Two panels: tok/s over each of the last replies (time since first token), and tok/s per reply."""
-    with_times = [r for r in records if r.token_times_s and len(r.token_times_s) >= 2][-max_replies:]
-    reply_lines = []
-    x_max = y_max = 0.0
-    for i, r in enumerate(with_times):
+def _by_model(records: Sequence[ReplyRecord]) -> list[tuple[str, list[ReplyRecord]]]:
+    from tokrace.speedlog.store import model_key, model_names
+
+    names = model_names(records)
+    groups: dict[str, list[ReplyRecord]] = {}
+    for r in records:
+        groups.setdefault(model_key(r), []).append(r)
+    return [(names.get(key, recs[0].model), recs) for key, recs in groups.items()]
+
+
+def render_plots(records: Sequence[ReplyRecord], fmt: str = "svg", *, max_replies: int = 6,
+                 points: int = 80) -> bytes:
+    """The plot file's bytes (``fmt``: ``png`` or ``svg``): one row per model file, left: tok/s over
+    each of its last ``max_replies`` replies against seconds since the request (so TTFT shows as the
+    start of each line), right: generation tok/s of each reply (bench tg: each repetition) in order.
+    Each row has its own tok/s scale. No records: one panel saying so."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    groups = _by_model(records)
+    rows = max(1, len(groups))
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "tokrace",
+                                "font.size": 9}):
+        fig, axes = plt.subplots(rows, 2, figsize=(11, 2.8 * rows), squeeze=False,
+                                 gridspec_kw={"width_ratios": [3, 2]})
+        try:
+            if not groups:
+                for ax in axes[0]:
+                    ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center",
+                            transform=ax.transAxes)
+                    ax.set_axis_off()
+            for (name, recs), (over, across) in zip(groups, axes, strict=False):
+                _reply_panel(over, name, recs, max_replies, points)
+                _across_panel(across, name, recs)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        finally:
+            plt.close(fig)
+    return buf.getvalue()
+
+
+def _reply_panel(ax: Axes, name: str, recs: Sequence[ReplyRecord], max_replies: int,
+                 points: int) -> None:
+    timed = [r for r in recs if r.token_times_s and len(r.token_times_s) >= 2][-max_replies:]
+    ax.set_title(f"{name} · tok/s over a reply (last {len(timed)})", loc="left")
+    ax.set_xlabel("seconds since the request")
+    ax.set_ylabel("tok/s")
+    if not timed:
+        ax.text(0.5, 0.5, "no per-token times (bench tests have none)", ha="center", va="center",
+                transform=ax.transAxes, color="#666")
+    top = 0.0
+    for r in timed:
         times = r.token_times_s or []
         series = reply_series(times, points)
         span = times[-1] - times[0]
-        pts = [((k + 0.5) * span / points, v) for k, v in enumerate(series)]
-        x_max, y_max = max(x_max, span), max([y_max, *series])
-        label = f"{r.model} {r.time} {r.gen_tok_s or 0:.1f} tok/s"
-        reply_lines.append((pts, _COLORS[i % len(_COLORS)], label))
-    across = [x for r in records for x in r.rates()]
-    across_pts = [(float(i + 1), v) for i, v in enumerate(across)]
-    across_top = (max(across, default=0.0) * 1.05) or 1.0
-    body = _panel(0, "tok/s over a reply (last replies)", "seconds since first token",
-                  x_max, y_max * 1.05, reply_lines)
-    body += _panel(_H, "tok/s across replies", "reply", float(len(across)),
-                   across_top, [(across_pts, _COLORS[0], "generation tok/s")])
-    body += [f'<circle cx="{_PAD + x / max(len(across), 1) * (_W - 2 * _PAD):.1f}" '
-             f'cy="{_H + _PAD + (_H - 2 * _PAD) * (1 - y / across_top):.1f}" r="2.5" '
-             f'fill="{_COLORS[0]}"/>' for x, y in across_pts]
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{2 * _H}" '
-        f'viewBox="0 0 {_W} {2 * _H}" font-family="sans-serif">\n'
-        f'<rect width="{_W}" height="{2 * _H}" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n"
-    )
+        xs = [times[0] + span * (p + 1) / points for p in range(points)]
+        top = max([top, *series])
+        ax.plot(xs, series, linewidth=1.2,
+                label=f"{r.time[11:19]} · {r.gen_tok_s or 0:.1f} tok/s")
+    if timed:
+        ax.set_xlim(left=0)
+        ax.set_ylim(0, top * 1.15 or 1.0)  # from 0, with room above a steady line
+        ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+
+
+def _across_panel(ax: Axes, name: str, recs: Sequence[ReplyRecord]) -> None:
+    values = [x for r in recs for x in r.rates()]
+    ax.set_title(f"{name} · tok/s per reply", loc="left")
+    ax.set_xlabel("reply (oldest first)")
+    ax.set_ylabel("tok/s")
+    if values:
+        from matplotlib.ticker import MaxNLocator
+
+        xs = list(range(1, len(values) + 1))
+        ax.plot(xs, values, marker="o", markersize=3, linewidth=1)
+        ax.set_ylim(0, max(values) * 1.15 or 1.0)
+        ax.set_xlim(0.5, len(values) + 0.5)
+        if len(values) <= 10:
+            ax.set_xticks(xs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def svg_plots(records: Sequence[ReplyRecord]) -> str:
+    """``render_plots`` as SVG text."""
+    return render_plots(records, "svg").decode("utf-8")

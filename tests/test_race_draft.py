@@ -20,7 +20,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path], isolated_dirs: Path) -> None:
     target, draft = pair
     proc = tokrace("race", str(target), str(target), "--draft-b", str(draft), "--prompt", "hi",
-                   "-n", "24", "-t", "0", "--json", "--mode", "fair")
+                   "-n", "24", "--temp", "0", "--json", "--mode", "fair")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     a, b = data["lanes"]
@@ -36,13 +36,12 @@ def test_same_model_with_and_without_a_draft(pair: tuple[Path, Path], isolated_d
     assert drafts == {"A": (None, None), "B": (draft.name, 4)}
 
 
-def test_mismatched_draft_fails_its_lane_only(pair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_mismatched_draft_stops_the_race_before_it_runs(pair: tuple[Path, Path], tmp_path: Path) -> None:
     target, _ = pair
     other = write_tiny_llama(tmp_path / "other.gguf", n_layer=1, extra_tokens=8, name="other")
     proc = tokrace("race", str(target), str(target), "--draft-b", str(other), "--prompt", "hi",
-                   "-n", "8", "-t", "0", "--json")
-    assert proc.returncode == 2
-    data = json.loads(proc.stdout)
-    assert data["lanes"][0]["completion_tokens"] == 8
-    assert "tokens" in (data["lanes"][1]["error"] or "")
+                   "-n", "8", "--temp", "0", "--json")
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokrace: error: lane B: ") and "tokens" in lines[0]
     assert "Traceback" not in proc.stderr

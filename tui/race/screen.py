@@ -16,7 +16,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import CancelToken, GenerationParams
@@ -29,6 +28,7 @@ from tokrace.backends.race import (
     LaneResult,
     RaceMode,
     Verdict,
+    commit_turn,
     judge,
     not_run,
     recording,
@@ -39,7 +39,7 @@ from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
-from tokrace.tui.streaming import stream_events_to_markdown
+from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown
 from tokrace.tui.words import say
 
 TELEMETRY_HZ = 4
@@ -61,7 +61,7 @@ class RaceSetup:
     """Write each lane's reply to the speed log."""
 
 
-class RaceScreen(Screen[None]):
+class RaceScreen(StreamSafeScreen):
     BINDINGS = [
         Binding("escape", "stop", "Stop both", id="race.stop"),
         Binding("ctrl+g", "rerun", "Rerun", id="race.rerun"),
@@ -71,7 +71,7 @@ class RaceScreen(Screen[None]):
     ]
     DEFAULT_CSS = """
     RaceScreen #lanes { height: 1fr; }
-    RaceScreen #verdict { height: auto; max-height: 7; padding: 0 1; border-top: hkey $primary 30%; }
+    RaceScreen #verdict { height: auto; max-height: 9; padding: 0 1; border-top: hkey $primary 30%; }
     RaceScreen #verdict.empty { display: none; }
     RaceScreen #race-status { height: auto; padding: 0 1; color: $text-muted; }
     RaceScreen #race-prompt { margin: 0 1; }
@@ -99,8 +99,8 @@ class RaceScreen(Screen[None]):
             yield LaneView(0, id="lane-a")
             yield LaneView(1, id="lane-b")
         yield Static("", id="verdict", classes="empty", markup=False)
-        yield Static("loading models…", id="race-status", markup=False)
-        yield Input(placeholder="Loading models…", id="race-prompt", disabled=True)
+        yield Static("resolving the models…", id="race-status", markup=False)
+        yield Input(placeholder="Waiting for both lanes…", id="race-prompt", disabled=True)
         yield Footer()
 
     @property
@@ -131,7 +131,7 @@ class RaceScreen(Screen[None]):
 
         refs = [ref or "" for ref in self.setup.refs]
         if not refs[1]:
-            self.app.call_from_thread(self.set_status, "lane B has no model: Ctrl+O chooses one")
+            self.app.call_from_thread(self._waiting_for_b, refs[0])
             return
         try:
             plan = plan_race(refs, mode=self.setup.mode, threads=self.setup.threads,
@@ -141,8 +141,8 @@ class RaceScreen(Screen[None]):
             self.app.call_from_thread(self.set_status, f"no race: {err}")
             return
         for lane in plan.lanes:
-            if plan.load_in_turn:
-                break  # each lane is loaded just before its turn
+            if plan.load_in_turn or any(other.load_error for other in plan.lanes):
+                break  # loaded just before its turn / no race with a bad lane: load nothing
             self.app.call_from_thread(self.set_status, f"loading {lane.label}: {lane.ref}…")
             if lane.load():
                 lane.warm_up()
@@ -152,12 +152,29 @@ class RaceScreen(Screen[None]):
         self.ceilings = lane_ceilings(plan.lanes, None, cpu_bandwidth().bytes_per_s)
         self.app.call_from_thread(self._lanes_ready)
 
+    def _waiting_for_b(self, ref_a: str) -> None:
+        """Nothing loads until lane B has a model: say so, in the lanes, the status and the prompt."""
+        self.views[0].query_one(".lane-title", Static).update(f"A · {ref_a or 'the default model'}")
+        self.views[1].query_one(".lane-title", Static).update("B · no model yet")
+        for view in self.views:
+            view.set_status("")
+        self.sub_title = f"{ref_a or 'the default model'} vs (lane B: Ctrl+O)"
+        self.set_status("lane B has no model: Ctrl+O chooses one")
+        self.query_one("#race-prompt", Input).placeholder = "Choose lane B's model first (Ctrl+O)"
+
     def _lanes_ready(self) -> None:
         for lane, view in zip(self.lanes, self.views, strict=True):
             view.show_lane(lane)
             if not lane.load_error:
                 view.set_status("ready")
         self.sub_title = " vs ".join(lane.title for lane in self.lanes)
+        bad = [lane for lane in self.lanes if lane.load_error]
+        if bad:  # a race with a bad lane would compare one model with nothing: do not start
+            for lane in self.lanes:
+                lane.unload()
+            self.set_status("no race: " + "; ".join(f"lane {lane.label}: {say(lane.load_error or '')}"
+                                                      for lane in bad) + " · Ctrl+O chooses lane B's model")
+            return
         notes = self.plan.notes if self.plan is not None else []
         how = self.plan.describe() if self.plan is not None else self.mode
         self.set_status(" · ".join([f"mode {how}", *notes]))
@@ -265,9 +282,9 @@ class RaceScreen(Screen[None]):
 
     def _finish(self, lanes: list[Lane], prompt: str, replies: list[AssistantMessage],
                 results: list[LaneResult], cancel: CancelToken) -> None:
-        for i, (lane, result, reply, view) in enumerate(zip(lanes, results, replies, self.views,
+        commit_turn(lanes, prompt, results)  # both lanes keep the same user turns, or neither
+        for i, (_lane, result, reply, view) in enumerate(zip(lanes, results, replies, self.views,
                                                             strict=True)):
-            lane.commit(prompt, result)
             turn = Turn(prompt, result.text)
             if result.error:
                 turn.summary, turn.state = f"error: {say(result.error)}", "error"
@@ -285,7 +302,9 @@ class RaceScreen(Screen[None]):
             view.set_status("stopped" if cancel.cancelled else ("failed" if result.error else "finished"),
                             error=bool(result.error))
         shared = self.plan.shared_device if self.plan is not None else self.mode == "simultaneous"
-        verdict = judge(lanes, results, mode=self.mode, shared_device=shared, ceilings=self.ceilings)
+        price = getattr(self.app, "price_per_hour", None)
+        verdict = judge(lanes, results, mode=self.mode, shared_device=shared, ceilings=self.ceilings,
+                        price_per_hour=price if isinstance(price, (int, float)) else None)
         self.results = results
         self.verdict = verdict
         box = self.query_one("#verdict", Static)

@@ -25,18 +25,19 @@ from tokrace.model_registry.errors import TokraceError
 from tokrace.speedlog import ReplyRecord, SessionSummary, SpeedLog
 from tokrace.speedlog.export import render, write_atomic
 from tokrace.speedlog.plot import replies_chart, reply_chart, svg_plots
-from tokrace.speedlog.store import summarize_sessions
+from tokrace.speedlog.store import model_key, model_names, summarize_sessions
 
 
 def _num(value: float | None, fmt: str) -> str:
     return format(value, fmt) if value is not None else "–"
 
 
-def reply_detail(record: ReplyRecord) -> str:
-    """What one reply was: model, settings, hardware, figures, and its tok/s over time."""
+def reply_detail(record: ReplyRecord, name: str | None = None) -> str:
+    """What one reply was: model (``name``: its one name in the log, default the record's own),
+    settings, hardware, figures, and its tok/s over time."""
     what = record.test or (f"lane {record.lane}" if record.lane else record.kind)
     lines = [
-        f"{record.time[:19].replace('T', ' ')} UTC · {what} · {record.model} {record.quantization}"
+        f"{record.time[:19].replace('T', ' ')} UTC · {what} · {name or record.model} {record.quantization}"
         f" · {record.hardware_label}",
         f"prompt {record.n_prompt} tok @ {_num(record.prompt_tok_s, '.1f')} tok/s"
         f" (+{record.cached_prompt_tokens} cached) · TTFT {_num(record.ttft_s, '.3f')} s"
@@ -81,6 +82,7 @@ class SessionsScreen(Screen[None]):
         self.export_dir = export_dir
         self.records: list[ReplyRecord] = []
         self.sessions: list[SessionSummary] = []
+        self.names: dict[str, str] = {}
         self.selected_session: str | None = None
         self.selected_record: ReplyRecord | None = None
         self.export_all = False
@@ -115,6 +117,7 @@ class SessionsScreen(Screen[None]):
         for problem in contents.problems:
             self.notify(problem, severity="warning", timeout=8)
         self.records = contents.records
+        self.names = model_names(self.records)  # one name per model file (sha256), everywhere here
         self.sessions = summarize_sessions(self.records)
         table = self.query_one("#sessions", DataTable)
         table.clear()
@@ -140,7 +143,7 @@ class SessionsScreen(Screen[None]):
         for r in records:
             kind = r.test or (f"race {r.lane}" if r.lane else r.kind)
             table.add_row(
-                r.time[11:19], kind, r.model, r.quantization, str(r.n_gen or r.n_prompt),
+                r.time[11:19], kind, self.model_name(r), r.quantization, str(r.n_gen or r.n_prompt),
                 _num(r.gen_tok_s, ".1f"), _num(r.ttft_s, ".3f"), _num(r.prompt_tok_s, ".0f"),
                 r.stop_reason or "–", key=r.record_id,
             )
@@ -151,7 +154,11 @@ class SessionsScreen(Screen[None]):
     def _show_record(self, record: ReplyRecord) -> None:
         self.selected_record = record
         across = replies_chart(self.session_records(record.session_id), width=60, height=3)
-        self.query_one("#detail", Static).update(reply_detail(record) + "\n\n" + across)
+        self.query_one("#detail", Static).update(reply_detail(record, self.model_name(record))
+                                                 + "\n\n" + across)
+
+    def model_name(self, record: ReplyRecord) -> str:
+        return self.names.get(model_key(record), record.model)
 
     def _set_status(self, extra: str = "") -> None:
         scope = "all sessions" if self.export_all else "the selected session"
