@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Digits, Label, Static
 
 from tokrace.backends.device_telemetry import DeviceSnapshot
-from tokrace.backends.meter import SpeedMeter
+from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.tui.widgets.device_panel import DevicePanel
 
 SPARK_POINTS = 32
@@ -33,6 +33,21 @@ def spark_text(values: list[float], rows: int = 2) -> str:
 
 def _fmt(value: float | None, pattern: str, missing: str = "–") -> str:
     return missing if value is None else pattern.format(value)
+
+
+def remote_lines(s: ReplyStats) -> list[str]:
+    """For a remote engine: where it ran, which figures the client measured (TTFT includes the
+    network) and which the server reported, and how tokens were counted. Empty in-process."""
+    if s.engine is None:
+        return []
+    counted = {"logprobs": "tokens (logprobs)", "usage": "tokens (server usage)",
+               "chunks": "chunks: may undercount"}.get(s.token_count_source or "", "tokens")
+    lines = [f"engine    {s.engine}", f"          at {s.endpoint}", "figures   client-measured;",
+             "          TTFT includes the network", f"counted   {counted}"]
+    if s.server_gen_tok_s is not None or s.server_prompt_tok_s is not None:
+        lines.append(f"server    gen {_fmt(s.server_gen_tok_s, '{:.1f}')} tok/s, prompt "
+                     f"{_fmt(s.server_prompt_tok_s, '{:.0f}')} tok/s")
+    return lines
 
 
 class TelemetryPanel(Vertical):
@@ -78,5 +93,7 @@ class TelemetryPanel(Vertical):
         if s.drafted:
             lines.append(f"draft     {s.accepted}/{s.drafted} accepted ÷ drafted "
                          f"({_fmt(s.acceptance_rate, '{:.0%}')})")
-            lines.append(f"          {s.accepted / max(1, s.draft_steps):.1f} accepted per step")
+            if s.draft_steps:
+                lines.append(f"          {s.accepted / s.draft_steps:.1f} accepted per step")
+        lines += remote_lines(s)
         self.query_one("#figures", Static).update("\n".join(lines))

@@ -1,0 +1,189 @@
+"""The remote-engine backend against a real OpenAI-compatible peer: llama-cpp-python's own server
+(``python -m llama_cpp.server``, the ``server`` extra of the test dependencies) on 127.0.0.1 with a tiny
+generated GGUF. Compared with the same file run in-process; no timed assertions."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from test_tui_chat import RecordingApp, send, wait_for
+from textual.widgets import Static
+from tiny_gguf import CHATML_TEMPLATE, write_tiny_llama
+
+from tokrace.backends.base import ChatMessage, GenerationParams, LoadConfig
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.cli.main import main
+from tokrace.session import LoadSpec, open_session
+
+try:
+    import llama_cpp.server.app  # noqa: F401
+    HAVE_SERVER = True
+except ImportError:
+    HAVE_SERVER = False
+
+pytestmark = pytest.mark.skipif(not HAVE_SERVER, reason="llama-cpp-python's server extra is not installed"
+                                " (pip install -e '.[test]' installs it)")
+PROMPT = [ChatMessage("user", "Say something.")]
+GREEDY = GenerationParams(max_tokens=24, temperature=0.0, repeat_penalty=1.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_threads", "1", "--n_ctx", "2048",
+         # Queue concurrent requests (its default ends a running stream when another arrives).
+         "--interrupt_requests", "False"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(600):  # up to 60 s on a busy machine
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("llama_cpp.server did not answer /v1/models within 60 s")
+
+
+@pytest.fixture(scope="session")
+def peer_model(models_dir: Path) -> Path:
+    """Mostly whole-word tokens (▁tok0…), so the reply is text the server can decode token by token. The
+    template writes the BOS token itself, as real ones do: llama-cpp-python's server then adds none (it
+    never adds one to a GGUF template's prompt), tokrace drops the literal one and adds its own."""
+    return write_tiny_llama(models_dir / "peer.gguf", extra_tokens=2000, name="tiny-peer",
+                            chat_template="{{ bos_token }}" + CHATML_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def peer(peer_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server's URL, ``http://127.0.0.1:PORT/v1``; killed at the end of the session."""
+    proc, url = _start(peer_model, tmp_path_factory.mktemp("peer") / "server.log")
+    yield url
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def second_peer(peer_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = _start(peer_model, tmp_path_factory.mktemp("peer2") / "server.log")
+    yield url
+    proc.kill()
+    proc.wait(10)
+
+
+def _reply(backend: object) -> tuple[str, ReplyStats]:
+    meter = SpeedMeter()
+    text = ""
+    for event in backend.stream_chat(PROMPT, GREEDY):  # type: ignore[attr-defined]
+        meter.observe(event)
+        text = getattr(event, "text", text) if type(event).__name__ == "GenerationFinished" else text
+    return text, meter.stats
+
+
+def test_a_greedy_remote_reply_matches_the_local_one_token_for_token(peer: str, peer_model: Path) -> None:
+    session = open_session(LoadSpec(model=peer), [], record=False)
+    try:
+        remote_text, remote = _reply(session.backend)
+    finally:
+        session.unload()
+    local_backend = LlamaCppBackend(LoadConfig(path=str(peer_model), n_ctx=2048, n_threads=1))
+    local_backend.load()
+    try:
+        local_text, local = _reply(local_backend)
+    finally:
+        local_backend.unload()
+    assert remote.token_count_source == "logprobs" and remote.engine == "llama-cpp-python server"
+    assert remote.completion_tokens == local.completion_tokens == 24
+    # The peer decodes each token on its own and drops bytes that are not whole UTF-8 characters;
+    # tokrace assembles the bytes. On ASCII the two texts are the same.
+    assert remote_text == "".join(c for c in local_text if c.isascii() and c != "\ufffd")
+    assert remote.stop_reason == local.stop_reason == "length"
+    # The server's own count of the same request agrees (its non-streaming answer carries usage).
+    body = {"model": session.backend.server_model, "max_tokens": 24, "temperature": 0.0,  # type: ignore[attr-defined]
+            "repeat_penalty": 1.0, "messages": [{"role": "user", "content": "Say something."}]}
+    usage = httpx.post(f"{peer}/chat/completions", json=body, timeout=60).json()["usage"]
+    assert usage["completion_tokens"] == remote.completion_tokens
+
+
+def test_chat_json_with_a_url_reports_the_engine_and_count_source(peer: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "-m", peer, "--prompt", "hi", "-n", "6", "--temperature", "0", "--json"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert reply["completion_tokens"] == 6 and reply["token_count_source"] == "logprobs"
+    assert reply["endpoint"] == peer.split("/")[2] and reply["engine"] == "llama-cpp-python server"
+
+
+async def test_the_chat_screen_streams_from_a_server_and_records_it(peer: str) -> None:
+    from tokrace.speedlog.store import SpeedLog
+
+    app = RecordingApp(model_ref=peer, params=GenerationParams(max_tokens=10, temperature=0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None and app.session.records, timeout=60)
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: len(app.finished) == 1, timeout=60)
+        await wait_for(pilot, lambda: len(SpeedLog.open().read()) == 1)
+        await pilot.pause(0.3)  # a telemetry tick after the reply
+        figures = str(app.screen.query_one("#figures", Static).render())
+        # The panel says where the reply ran and which figures are the client's.
+        assert "engine    " in figures and peer.split("/")[2] in figures
+        assert "TTFT includes the network" in figures and "counted   tokens (logprobs)" in figures
+    stats = app.finished[0].stats
+    assert stats.completion_tokens == 10 and stats.stop_reason == "length"
+    record = SpeedLog.open().read()[0]
+    assert record.backend == "remote" and record.endpoint == peer.split("/")[2]
+    assert record.token_count_source == "logprobs" and record.n_gen == 10
+
+
+@pytest.mark.parametrize("pair", ["local-remote", "remote-remote"])
+def test_races_with_servers(pair: str, peer: str, second_peer: str, peer_model: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    a = str(peer_model) if pair == "local-remote" else second_peer
+    assert main(["race", a, peer, "--prompt", "hi", "-n", "8", "--temperature", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    text = json.dumps(out)
+    assert peer.split("/")[2] in text
+    from tokrace.speedlog.store import SpeedLog
+
+    records = SpeedLog.open().read(kind="race")
+    assert sorted(r.lane or "" for r in records) == ["A", "B"]
+    assert all(r.n_gen == 8 for r in records)
+    assert {r.backend for r in records} == ({"llama.cpp", "remote"} if pair == "local-remote" else {"remote"})
+
+
+def test_bench_concurrency_1_and_4_against_the_server(peer: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", peer, "--concurrency", "1,4", "-n", "8", "--requests", "4", "--json", "-q"]) == 0
+    levels = json.loads(capsys.readouterr().out)
+    assert [lv["concurrency"] for lv in levels] == [1, 4]
+    for level in levels:
+        assert level["requests"] == 4 and level["errors"] == 0 and level["tokens"] == 32
+        assert level["aggregate_tok_s"] > 0 and level["ttft_p50_s"] <= level["ttft_p99_s"]
+    from tokrace.speedlog.store import SpeedLog
+
+    records = SpeedLog.open().read(kind="bench")
+    assert [r.test for r in records] == ["c1-tg8", "c4-tg8"]
+    assert all(r.backend == "remote" and r.endpoint == peer.split("/")[2] for r in records)
+    assert all(len(r.samples_ts or []) == 4 for r in records)
+
+
+def test_bench_concurrency_needs_a_server(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", str(tiny_model), "--concurrency", "4"]) == 2
+    assert "--concurrency and --requests measure a server" in capsys.readouterr().err
