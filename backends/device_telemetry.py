@@ -19,8 +19,8 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias
 
 import psutil
 
@@ -34,6 +34,9 @@ _THROTTLE_BITS: dict[int, str] = {
 }
 _NVML_NOT_SUPPORTED = 3
 _NVML_NO_PERMISSION = 4
+
+
+VramSource: TypeAlias = Literal["nvml", "load delta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,12 @@ class GpuSample:
     throttle_reasons: tuple[str, ...] = ()
     energy_j: float | None = None
     """The board's energy counter (J since the driver loaded), when it has one."""
+    vram_process_source: VramSource | None = None
+    """Where ``vram_process_bytes`` came from: ``nvml`` (the driver's per-process accounting, by PID)
+    or ``load delta`` (used VRAM now minus used VRAM when the load began: in a container NVML lists
+    host PIDs, so our own PID is never among them). ``None`` when it is unknown."""
+    pid_listed: bool | None = None
+    """Whether NVML listed this process among the board's compute processes (``None``: not asked)."""
 
     @property
     def peak_bandwidth_gb_s(self) -> float | None:
@@ -151,6 +160,9 @@ class NvmlReader:
             mine = None if procs is None else sum(
                 p.usedGpuMemory or 0 for p in procs if p.pid == self.pid
             )
+            # Not listed although we loaded onto this GPU: another PID namespace (a container sees
+            # host PIDs). DeviceSampler then takes "ours" from the load delta instead.
+            listed = None if procs is None else any(p.pid == self.pid for p in procs)
             util = self._optional(i, "util", nv.nvmlDeviceGetUtilizationRates, h)
             power = self._optional(i, "power", nv.nvmlDeviceGetPowerUsage, h)
             temp = self._optional(i, "temp", nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
@@ -160,7 +172,9 @@ class NvmlReader:
             bits = self._optional(i, "throttle", reasons_fn, h) if reasons_fn else None
             out.append(GpuSample(
                 index=i, name=name, vram_used_bytes=int(mem.used), vram_total_bytes=int(mem.total),
-                vram_process_bytes=mine, util_percent=None if util is None else float(util.gpu),
+                vram_process_bytes=mine, vram_process_source="nvml" if mine is not None else None,
+                pid_listed=listed,
+                util_percent=None if util is None else float(util.gpu),
                 power_w=None if power is None else power / 1000,
                 temperature_c=None if temp is None else float(temp),
                 mem_clock_mhz=None if clock is None else float(clock), bus_width_bits=bus,
@@ -210,6 +224,8 @@ class DeviceSampler:
         self.busy_s = 0.0
         """CPU time the sampler has spent sampling (its own cost)."""
         self._started_at: float | None = None
+        self._load_baseline: dict[int, int] = {}
+        """Used VRAM per GPU index when the last load began (``mark_load_start``)."""
         self._reader: NvmlReader | None = None
         self._status: str | None = "CPU only"
         if use_gpu:
@@ -243,6 +259,8 @@ class DeviceSampler:
             self._reader.close()
             self._reader, self._status, self._last_gpu = None, "GPU telemetry lost", ()
             return ()
+        if self._load_baseline:
+            gpus = tuple(_with_load_delta(g, self._load_baseline.get(g.index)) for g in gpus)
         used = _energy_between(self._last_gpu, gpus, now - self._last_t)
         if used is not None:
             self._energy_j = (self._energy_j or 0.0) + used
@@ -277,6 +295,18 @@ class DeviceSampler:
 
     def latest(self) -> DeviceSnapshot:
         return self._latest
+
+    def mark_load_start(self) -> None:
+        """Call right before a model loads: where NVML cannot attribute VRAM to this process (in a
+        container), "ours" becomes the used VRAM gained since this moment (``load delta``; it also
+        counts anything another process allocated meanwhile, so it is an upper bound)."""
+        if self._reader is None:
+            return
+        try:
+            gpus = self._reader.read()
+        except Exception:  # the next sample reports the loss
+            return
+        self._load_baseline = {g.index: g.vram_used_bytes for g in gpus}
 
     def begin_window(self) -> int:
         """Start tracking peak VRAM/RSS and energy (e.g. when a reply starts); returns a window id."""
@@ -323,6 +353,14 @@ class DeviceSampler:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+def _with_load_delta(g: GpuSample, baseline: int | None) -> GpuSample:
+    """``g`` with "ours" from the load delta when NVML did not list this process after a load."""
+    if baseline is None or g.pid_listed is not False:
+        return g
+    return replace(g, vram_process_bytes=max(0, g.vram_used_bytes - baseline),
+                   vram_process_source="load delta")
 
 
 def _energy_between(prev: tuple[GpuSample, ...], cur: tuple[GpuSample, ...], dt: float) -> float | None:

@@ -54,6 +54,18 @@ def ceiling_tok_s(plan: SplitPlan, gpu_bandwidths: Sequence[float] | None, cpu_b
     return plan_ceiling_tok_s(plan, list(gpu_bandwidths or []), cpu_bandwidth, n_past=n_past)
 
 
+def fit_verdict(plan: SplitPlan) -> str:
+    """Whether the model fits, in one line: the one answer ``tokrace plan`` and ``models info`` give."""
+    total = plan.n_layers + 1
+    if not plan.per_device:
+        return f"no GPU: everything runs on the CPU, {'fits in RAM' if plan.fits else 'does NOT fit in RAM'}"
+    if plan.fits:
+        return f"fits: all {total}/{total} layers (the output head counted) on GPU"
+    head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
+    return (f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
+            f"layers{head} stay on CPU")
+
+
 def placement_label(plan: SplitPlan) -> str:
     """One line for the status bar: where the layers went."""
     total = plan.n_layers + 1  # llama.cpp counts the output head as a layer to offload
@@ -90,16 +102,7 @@ def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
     cpu_what = _layer_words(h.layers, False, "layer") if h.layers else "input embedding only"
     lines.append(f"CPU: {cpu_what} · {gb(h.planned_bytes)} in RAM"
                  + (f" ({gb(h.free_bytes)} available)" if h.free_bytes is not None else ""))
-    total = plan.n_layers + 1
-    if not plan.per_device:
-        verdict = "fits in RAM" if plan.fits else "does NOT fit in RAM"
-        lines.append(f"no GPU: everything runs on the CPU, {verdict}")
-    elif plan.fits:
-        lines.append(f"fits: all {total}/{total} layers (the output head counted) on GPU")
-    else:
-        head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
-        lines.append(f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
-                     f"layers{head} stay on CPU")
+    lines.append(fit_verdict(plan))
     if plan.per_device:
         kw = plan.load_kwargs()
         flags = f"{{setting:n_gpu_layers}} {kw['n_gpu_layers']} {{setting:split_mode}} {kw['split_mode']}"

@@ -89,6 +89,12 @@ def plan_ceiling_tok_s(
     return 1.0 / (gpu_time + cpu_read / cpu_bandwidth)
 
 
+def beats_ceiling(measured_tok_s: float | None, ceiling_tok_s: float | None) -> bool:
+    """Whether a reply decoded faster than the roofline allows: then the bandwidth behind the ceiling
+    was measured low (under load) and should be measured again (``cpu_bandwidth(refresh=True)``)."""
+    return measured_tok_s is not None and ceiling_tok_s is not None and measured_tok_s > ceiling_tok_s
+
+
 def gpu_bandwidths(snapshot: DeviceSnapshot) -> list[float] | None:
     """Peak bandwidth of each GPU in bytes/s from NVML (memory clock × bus width), or None if unknown."""
     bws = [g.peak_bandwidth_gb_s for g in snapshot.gpus]
@@ -190,17 +196,25 @@ def measure_cpu_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5,
 
 
 def cpu_bandwidth(*, refresh: bool = False, path: Path | None = None) -> CpuBandwidth:
-    """The cached measurement for this machine, measuring (and caching) it the first time."""
+    """The cached measurement for this machine, measuring (and caching) it the first time.
+
+    ``refresh`` measures again and keeps the higher of the new and the cached figure: a copy loop
+    only reads low (another process had the memory bus), never high, so the best figure is the truest.
+    """
     path = path or cache_dir() / CACHE_FILE
     machine = machine_fingerprint()
-    if not refresh:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("machine") == machine and data.get("bytes_per_s", 0) > 0:
-                return CpuBandwidth(**{**data, "cached": True})
-        except (OSError, ValueError, TypeError):
-            pass  # missing or from an older version: measure again
+    cached: CpuBandwidth | None = None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("machine") == machine and data.get("bytes_per_s", 0) > 0:
+            cached = CpuBandwidth(**{**data, "cached": True})
+    except (OSError, ValueError, TypeError):
+        pass  # missing or from an older version: measure again
+    if cached is not None and not refresh:
+        return cached
     bw = measure_cpu_bandwidth()
+    if cached is not None and cached.bytes_per_s >= bw.bytes_per_s:
+        return cached
     with contextlib.suppress(OSError):  # a read-only cache only costs the next run half a second
         path.write_text(json.dumps({k: v for k, v in asdict(bw).items() if k != "cached"}),
                         encoding="utf-8")

@@ -9,8 +9,8 @@ needed = weights + KV cache + compute buffer
   scores without flash attention or the logits, plus a few hidden-state temporaries. The same formula
   as ``backends.split_planner.estimate_compute_bytes`` (the registry does not import backends).
 
-Fitting on GPUs, and where each layer goes, is the split planner's job; ``fit_summary`` here gives the
-one-line answer the registry prints, with layers offloaded in llama.cpp's order.
+Fitting on GPUs, and where each layer goes, is the split planner's job (one answer, given by the commands
+through ``tokrace.backends.placement.fit_verdict``); ``fit_summary`` here answers for the CPU only.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from tokrace.model_registry.units import format_bytes
 KV_TYPE_BYTES: dict[str, float] = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
                                    "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32}
 DEFAULT_UBATCH = 512
-GPU_RESERVE_BYTES = 512 << 20
-"""Per GPU, kept free for the CUDA context and cuBLAS workspace."""
 
 # Shapes beyond these are corrupt metadata, not big models (the largest real ones are far below).
 MAX_KV_HEADS = 4096
@@ -93,30 +91,15 @@ def plan_memory(info: GGUFInfo, n_ctx: int | None = None, kv_type: str = "f16",
                       estimate_compute_bytes(info, ctx, n_ubatch))
 
 
-def _split_label(free: list[int]) -> str:
-    total = sum(free)
-    shares = [round(100 * f / total) for f in free]
-    shares[-1] = 100 - sum(shares[:-1])
-    return "/".join(str(s) for s in shares)
-
-
 def fit_summary(plan: MemoryPlan, info: GGUFInfo, gpu_free: list[int], ram_available: int) -> str:
-    """One line: whether it fits, on which devices, and how (GPU layers are llama.cpp's last N)."""
-    need = plan.line()
-    if not gpu_free:
-        verdict = "fits in RAM" if plan.total_bytes <= ram_available else (
-            "does not fit in RAM: pick a smaller quant or context")
-        return f"{need}; CPU only, {format_bytes(ram_available)} RAM available → {verdict}"
-    usable = [max(0, f - GPU_RESERVE_BYTES) for f in gpu_free]
-    have = " + ".join(format_bytes(f) for f in gpu_free)
-    if plan.total_bytes <= sum(usable):
-        how = "fits on the GPU" if len(usable) == 1 else f"fits split {_split_label(usable)}"
-        return f"{need}; you have {have} free → {how}"
-    n_layers = max(1, info.n_layers)
-    per_layer = (sum(info.layer_bytes) + plan.kv_bytes) / n_layers
-    budget = sum(usable) - plan.compute_bytes - max(0, info.non_layer_bytes // 2)
-    on_gpu = max(0, min(n_layers, int(budget // per_layer))) if per_layer > 0 else 0
-    host = plan.total_bytes - on_gpu * per_layer
-    ram_note = "" if host <= ram_available else "; the rest does not fit in RAM either"
-    return (f"{need}; you have {have} free → does not fit: {on_gpu} of {n_layers} layers on GPU, rest"
-            f" on CPU ({format_bytes(host)} in RAM{ram_note})")
+    """One line for a CPU-only machine: what the model needs and whether it fits in RAM.
+
+    With GPUs the split planner answers (``tokrace.backends.placement.fit_verdict``, called by the
+    commands): this registry module does not place layers, so it gives no second, different answer.
+    Raises ``ValueError`` when ``gpu_free`` is not empty.
+    """
+    if gpu_free:
+        raise ValueError("fit_summary answers for the CPU only: plan GPUs with the split planner")
+    verdict = "fits in RAM" if plan.total_bytes <= ram_available else (
+        "does not fit in RAM: pick a smaller quant or context")
+    return f"{plan.line()}; CPU only, {format_bytes(ram_available)} RAM available → {verdict}"

@@ -94,3 +94,6 @@ class FixedSampler:
 
     def latest(self) -> DeviceSnapshot:
         return self.snapshot
+
+    def mark_load_start(self) -> None:
+        pass

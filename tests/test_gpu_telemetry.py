@@ -14,6 +14,7 @@ from nvml_tables import (
     TWO_RTX_4090,
     FakeNvml,
     NVMLError,
+    rtx_4090,
 )
 
 from tokrace.backends.device_telemetry import (
@@ -186,3 +187,34 @@ def test_unsupported_queries_are_none_and_asked_once() -> None:
     assert fake.power_calls == 1 and sampler.latest().status is None
     stats = sampler.end_window(sampler.begin_window())
     assert stats.energy_j is None and stats.joules_per_token(10) is None  # unknown, not 0 J
+
+
+def test_own_vram_in_a_container_comes_from_the_load_delta() -> None:
+    """In a container NVML lists host PIDs, never ours: "ours" must not read 0 after a load."""
+    gpu = rtx_4090(used=1_000 * MIB, processes={987_654: 600 * MIB})  # someone else, by host PID
+    fake = FakeNvml([gpu])
+    sampler = DeviceSampler(0.02, nvml=fake, pid=OWN_PID)
+    (before,) = sampler.latest().gpus
+    # Nothing loaded yet: NVML's accounting stands (we hold nothing), and says where it came from.
+    assert (before.vram_process_bytes, before.vram_process_source, before.pid_listed) == (0, "nvml", False)
+    sampler.mark_load_start()
+    gpu.used += 5_000 * MIB  # our model lands on the GPU; NVML lists it under our host PID
+    gpu.processes[987_655] = 5_000 * MIB
+    sampler.start()
+    try:
+        assert wait_for(lambda: sampler.latest().gpus[0].vram_process_source == "load delta")
+        (after,) = sampler.latest().gpus
+        assert after.vram_process_bytes == 5_000 * MIB and after.vram_used_bytes == 6_000 * MIB
+    finally:
+        sampler.stop()
+    # Where NVML does list us (bare metal), its per-process figure wins over the delta.
+    listed = DeviceSampler(0.02, nvml=FakeNvml(TWO_RTX_4090()), pid=OWN_PID)
+    listed.mark_load_start()
+    t0 = listed.latest().t
+    listed.start()
+    try:
+        assert wait_for(lambda: listed.latest().t > t0)  # a sample taken after the mark
+        g0 = listed.latest().gpus[0]
+        assert (g0.vram_process_bytes, g0.vram_process_source) == (19_650 * MIB, "nvml")
+    finally:
+        listed.stop()

@@ -54,18 +54,15 @@ def test_kv_per_token_from_a_real_header_written_with_gguf(tmp_path: Path) -> No
     assert info.head_dim == 128 and info.kv_bytes_per_token() == 327_680
 
 
-def test_fit_lines_cpu_gpu_split_and_partial_offload() -> None:
+def test_fit_lines_for_the_cpu() -> None:
     info = llama2_70b(42_500_000_000)
     plan = plan_memory(info, 8192)
     assert "fits in RAM" in fit_summary(plan, info, [], 64 * GIB)
     assert "does not fit in RAM" in fit_summary(plan, info, [], 16 * GIB)
-    line = fit_summary(plan, info, [48 * GIB, 48 * GIB], 64 * GIB)
-    assert "fits split 50/50" in line and "at 8k context" in line
-    assert "fits split 67/33" in fit_summary(plan, info, [64 * GIB, 32 * GIB], 64 * GIB)
-    partial = fit_summary(plan, info, [24 * GIB], 64 * GIB)
-    assert "does not fit:" in partial and "of 80 layers on GPU" in partial
-    n = int(partial.split("does not fit: ")[1].split(" of")[0])
-    assert 30 < n < 50  # ~20 GB usable of ~0.53 GB per layer + KV
+    assert "at 8k context" in fit_summary(plan, info, [], 64 * GIB)
+    # GPUs are the split planner's to answer (one answer: tests/test_registry_cli.py).
+    with pytest.raises(ValueError):
+        fit_summary(plan, info, [24 * GIB], 64 * GIB)
 
 
 def test_absurd_metadata_counts_are_rejected(tmp_path: Path) -> None:

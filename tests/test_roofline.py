@@ -130,3 +130,25 @@ def test_cpu_bandwidth_is_cached_per_machine(tmp_path, monkeypatch: pytest.Monke
     cache.write_text("{not json")
     assert not cpu_bandwidth().cached and len(calls) == 3
     assert cpu_bandwidth(refresh=True) and len(calls) == 4
+
+
+def test_refresh_keeps_the_best_bandwidth(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figure measured under load is replaced by a better one; a better cached one survives a busy
+    re-measurement (a copy loop only ever reads low)."""
+    monkeypatch.setenv("TOKRACE_HOME", str(tmp_path))
+    readings = iter([5e9, 20e9, 12e9])
+
+    def fake() -> roofline.CpuBandwidth:
+        return roofline.CpuBandwidth(next(readings), 2, 1 << 20, 0.01, roofline.machine_fingerprint(), 0.0)
+
+    monkeypatch.setattr(roofline, "measure_cpu_bandwidth", fake)
+    assert cpu_bandwidth().bytes_per_s == 5e9  # first measured while something else ran
+    assert cpu_bandwidth(refresh=True).bytes_per_s == 20e9  # a reply beat the ceiling: measure again
+    assert cpu_bandwidth(refresh=True).bytes_per_s == 20e9  # a lower reading does not replace it
+    assert cpu_bandwidth().bytes_per_s == 20e9 and cpu_bandwidth().cached
+
+
+def test_a_reply_beating_the_ceiling_asks_for_a_new_measurement() -> None:
+    assert roofline.beats_ceiling(150.0, 103.0)  # the 103 tok/s ceiling recorded under load
+    assert not roofline.beats_ceiling(90.0, 103.0)
+    assert not roofline.beats_ceiling(None, 103.0) and not roofline.beats_ceiling(150.0, None)

@@ -119,7 +119,9 @@ class DevicePanel(Widget):
         out.append(suffix + "\n")
         if g.vram_process_bytes is not None:
             # The legend of the bar; short enough for a 32-column side panel.
-            out.append(f"     {OWN} ours {_gb(g.vram_process_bytes)}", style="green")
+            # "Δ": not the driver's per-process figure but the VRAM gained since our load (containers).
+            delta = "Δ" if g.vram_process_source == "load delta" else ""
+            out.append(f"     {OWN} ours{delta} {_gb(g.vram_process_bytes)}", style="green")
             others = g.vram_used_bytes - g.vram_process_bytes
             out.append(f"  {OTHER} other {_gb(max(0, others))} GB\n", style="yellow")
         util = list(self._util.get(g.index, ()))
