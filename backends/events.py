@@ -63,6 +63,7 @@ class TokenGenerated:
     index: int
     """0-based position of the token in the reply."""
     token_id: int
+    """The token's id in the model's vocabulary; -1 when unknown (a remote engine names tokens by text)."""
     text: str
     """Text this token released; may be empty (see module docstring)."""
     t: float
@@ -77,6 +78,32 @@ class DraftStep:
     t: float
     drafted: int
     accepted: int
+
+
+TokenCountSource: TypeAlias = Literal["logprobs", "usage", "chunks"]
+"""How a remote reply's tokens were counted: one ``logprobs`` entry per token (exact, with per-chunk
+times), the server's ``usage`` (exact count, times per chunk), or stream ``chunks`` (may undercount)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """A remote engine's own account of one reply, next to the client's measurements.
+
+    Counts are tokens, times milliseconds, as llama-server's ``timings`` and OpenAI's ``usage`` give
+    them; ``None`` where the server said nothing. ``endpoint`` is ``host:port`` (never a key)."""
+
+    engine: str
+    endpoint: str
+    server_model: str
+    token_count_source: TokenCountSource
+    usage_prompt_tokens: int | None = None
+    usage_completion_tokens: int | None = None
+    prompt_n: int | None = None
+    prompt_ms: float | None = None
+    predicted_n: int | None = None
+    predicted_ms: float | None = None
+    draft_n: int | None = None
+    draft_n_accepted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +123,8 @@ class GenerationFinished:
     interface's words (the CLI names a flag, the TUI a key)."""
     llama_perf: dict[str, Any] | None = field(default=None, compare=False)
     """llama.cpp's own counters for the request (``llama_perf_context``), for cross-checking."""
+    server: ServerReport | None = field(default=None, compare=False)
+    """What a remote engine said about the reply (``None`` for an in-process engine)."""
 
 
 StreamEvent: TypeAlias = (

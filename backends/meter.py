@@ -18,6 +18,7 @@ from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,
     RequestStarted,
+    ServerReport,
     StopReason,
     StreamEvent,
     TokenGenerated,
@@ -81,6 +82,20 @@ class ReplyStats:
     token_times_s: list[float] = field(default_factory=list)
     """Each token's time since submit, for plots and the log."""
     llama_perf: dict[str, Any] | None = None
+    # A remote engine's reply (``None`` in-process): where it ran and what the server itself reported.
+    engine: str | None = None
+    """The remote engine as probed (``llama-server``, ``vLLM 0.6.3``…)."""
+    endpoint: str | None = None
+    """``host:port`` of the remote engine."""
+    server_model: str | None = None
+    token_count_source: str | None = None
+    """``logprobs`` / ``usage`` (exact) or ``chunks`` (may undercount); ``None``: token ids (in-process)."""
+    server_prompt_tok_s: float | None = None
+    """Prompt speed the server measured (llama-server ``timings``); the client cannot see it."""
+    server_gen_tok_s: float | None = None
+    """Decode speed the server measured (``predicted_n`` ÷ ``predicted_ms``: no network in it)."""
+    server_completion_tokens: int | None = None
+    """The server's own count of generated tokens (``usage`` or ``timings``), to cross-check ours."""
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -115,6 +130,26 @@ class ReplyStats:
         if not with_token_times:
             data.pop("token_times_s")
         return data
+
+
+def _take_server_report(s: ReplyStats, r: ServerReport) -> None:
+    """Fill a remote reply's figures from its server's report; client-measured figures stay as they are."""
+    s.engine, s.endpoint, s.server_model = r.engine, r.endpoint, r.server_model
+    s.token_count_source = r.token_count_source
+    if r.usage_prompt_tokens is not None and not s.prompt_tokens:
+        s.prompt_tokens = r.usage_prompt_tokens
+    if r.prompt_n is not None and r.prompt_ms:
+        s.server_prompt_tok_s = r.prompt_n / (r.prompt_ms / 1000)
+        if s.prompt_s is None:  # the same definition as in-process: evaluated prompt ÷ its eval time
+            s.prompt_eval_tokens, s.prompt_s = r.prompt_n, r.prompt_ms / 1000
+            s.prompt_tok_s = s.server_prompt_tok_s
+            s.cached_prompt_tokens = max(s.prompt_tokens - r.prompt_n, 0)
+    if r.predicted_n is not None and r.predicted_ms:
+        s.server_gen_tok_s = r.predicted_n / (r.predicted_ms / 1000)
+    s.server_completion_tokens = (r.usage_completion_tokens if r.usage_completion_tokens is not None
+                                  else r.predicted_n)
+    if r.draft_n and not s.drafted:  # the engine's speculative decoding (llama-server --model-draft)
+        s.drafted, s.accepted = r.draft_n, r.draft_n_accepted or 0
 
 
 class SpeedMeter:
@@ -164,6 +199,8 @@ class SpeedMeter:
             s.error = event.error
             s.notice = event.notice
             s.llama_perf = event.llama_perf
+            if event.server is not None:
+                _take_server_report(s, event.server)
             # The backend's count is authoritative; it equals ours unless events were dropped.
             s.completion_tokens = event.completion_tokens
             if self._t0 is not None:

@@ -18,6 +18,29 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def threads_int(text: str) -> int:
+    """argparse ``type`` for ``--threads/-t``: 1 to this machine's CPU threads (``Settings.n_threads``)."""
+    from tokrace.settings import thread_count
+
+    try:
+        return thread_count(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}, got {text!r}") from None
+
+
+class SizesAction(argparse.Action):
+    """``-p 16 -p 32`` and ``-p 16,32`` both test 16 and 32: each use adds to the list (the first
+    replaces the default) instead of the last one silently winning."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        if current is self.default or current is None:
+            current = []
+        assert isinstance(values, list)
+        setattr(namespace, self.dest, [*current, *(v for v in values if v not in current)])
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tokrace.cli.common import positive_int
 
@@ -28,12 +51,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "in the speed log and compared with your earlier runs of the same model and settings.",
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="a .gguf path or a catalog id")
-    p.add_argument("-p", "--n-prompt", type=int_list, default=[512], metavar="N",
-                   help="prompt sizes to test (default 512; 0 = no pp test)")
-    p.add_argument("-n", "--n-gen", type=int_list, default=[128], metavar="N",
-                   help="generation lengths to test (default 128; 0 = no tg test)")
-    p.add_argument("-r", "--repetitions", type=positive_int, default=5, metavar="R")
-    p.add_argument("--threads", "-t", type=positive_int, default=None,
+    p.add_argument("-p", "--n-prompt", type=int_list, action=SizesAction, default=[512], metavar="N",
+                   help="prompt sizes to test, repeatable or comma-separated (default: 512; 0 = no pp test)")
+    p.add_argument("-n", "--n-gen", type=int_list, action=SizesAction, default=[128], metavar="N",
+                   help="generation lengths to test, repeatable or comma-separated (default: 128;"
+                        " 0 = no tg test)")
+    p.add_argument("-r", "--repetitions", type=positive_int, default=5, metavar="R",
+                   help="runs of each test; results are mean ± sd (default: 5)")
+    p.add_argument("--threads", "-t", type=threads_int, default=None, metavar="N",
                    help="CPU threads (default: all cores)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="a JSON array: one object per model and test")
@@ -42,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="also time greedy generation with and without this draft model (tgN-gen, tgN-draft)")
     p.add_argument("--draft-k", type=positive_int, default=None, metavar="K",
                    help="tokens drafted per verification step (default: 4)")
+    p.add_argument("--concurrency", "-c", type=int_list, default=None, metavar="C",
+                   help="a server URL only: requests in flight per level, e.g. 1,4,16 (default: 1)")
+    p.add_argument("--requests", type=positive_int, default=None, metavar="N",
+                   help="a server URL only: requests per concurrency level (default: 2 × C, at least 4)")
+    p.add_argument("--time-limit", type=positive_int, default=300, metavar="S",
+                   help="a server URL only: no request starts after S seconds (default: 300)")
     p.add_argument("--no-log", action="store_true", help="do not record the results")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -49,13 +80,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from tokrace.backends.device_telemetry import detect_gpus
+    from tokrace.backends.remote_endpoint import is_remote_ref
     from tokrace.bench import bench_draft, bench_model
     from tokrace.cli.export_cmd import warnings_to
+    from tokrace.cli.words import say
     from tokrace.model_registry.errors import TokraceError
-    from tokrace.session import DraftSpec, LoadSpec, resolve
-    from tokrace.speedlog import SpeedLog, new_session_id
+    from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
+    from tokrace.speedlog import new_session_id
     from tokrace.speedlog.bench import markdown_table, regression_message
+    from tokrace.speedlog.store import TolerantLog
 
+    if any(is_remote_ref(ref) for ref in args.models):
+        return run_serving(args)
+    if args.concurrency or args.requests:
+        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)")
     tests = [(p, 0) for p in args.n_prompt if p] + [(0, n) for n in args.n_gen if n]
     if args.draft_k and not args.draft:
         raise TokraceError("--draft-k needs --draft D")
@@ -72,13 +110,20 @@ def run(args: argparse.Namespace) -> int:
     # Every model and draft is found and checked (vocabulary too) before any test runs.
     found = [resolve(LoadSpec(model=ref, n_threads=args.threads, draft=draft)) for ref in args.models]
     gpus = detect_gpus()
-    log = SpeedLog.open()
-    with warnings_to(err):
-        history = log.read(kind="bench")
+    # A log that cannot be read or written is a warning after the results, never instead of them.
+    log = TolerantLog.open()
+    try:
+        with warnings_to(err):
+            history = log.read(kind="bench")
+    except TokraceError as failure:
+        err(f"tokrace: warning: no comparison with earlier runs: {say(failure)}")
+        history = []
     session_id = new_session_id()
     results = []
     try:
         for model in found:
+            if not isinstance(model, ResolvedSpec):  # servers were sent to run_serving above
+                continue
             results += bench_model(model, tests, args.repetitions, gpus=gpus, session_id=session_id,
                                    log=None if args.no_log else log, history=history, progress=progress)
             if args.draft:
@@ -95,6 +140,63 @@ def run(args: argparse.Namespace) -> int:
         message = regression_message(result)
         if message:
             err(f"tokrace: warning: {message}")
-    if not args.no_log and results:
+    if log.failure is not None:
+        err(f"tokrace: warning: speed log not written: {say(log.failure)}")
+    elif not args.no_log and results:
+        err(f"recorded as session {session_id} in {log.path}")
+    return 0
+
+
+def run_serving(args: argparse.Namespace) -> int:
+    """``tokrace bench URL --concurrency 1,4,16``: throughput and latency per concurrency level."""
+    from tokrace.cli.words import say
+    from tokrace.model_registry.errors import TokraceError
+    from tokrace.serving_bench import bench_serving, markdown
+    from tokrace.session import LoadSpec, open_session
+    from tokrace.speedlog import new_session_id
+    from tokrace.speedlog.store import TolerantLog
+
+    if len(args.models) != 1:
+        raise TokraceError("bench one server at a time (its URL alone), or local models without a URL")
+    if args.draft:
+        raise TokraceError("--draft is for local models; a server drafts on its own side")
+    n_gen = max(args.n_gen)
+    if n_gen < 1:
+        raise TokraceError("a serving bench generates: give -n a size above 0")
+    levels = args.concurrency or [1]
+    if any(c < 1 or c > 128 for c in levels):
+        raise TokraceError("--concurrency levels must be from 1 to 128")
+    session = open_session(LoadSpec(model=args.models[0]), [], record=False)
+
+    def err(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    log = TolerantLog.open()
+    try:
+        history = log.read(kind="bench")
+    except TokraceError:
+        history = []
+    session_id = new_session_id()
+    backend = session.backend
+    from tokrace.backends.openai_backend import OpenAIBackend
+
+    assert isinstance(backend, OpenAIBackend)
+    try:
+        results = bench_serving(backend, levels, n_gen, requests=args.requests, time_limit_s=args.time_limit,
+                                session_id=session_id, log=None if args.no_log else log, history=history,
+                                progress=None if args.quiet else (lambda m: err(f"bench: {m}")))
+    finally:
+        session.unload()
+        log.close()
+    if args.json:
+        print(json.dumps([level.to_json() | {"engine": backend.engine, "endpoint": backend.endpoint.address,
+                                             "model": backend.server_model, "n_gen": n_gen}
+                          for level, _ in results], indent=2))
+    else:
+        where = f"{backend.server_model} on {backend.engine} at {backend.endpoint.address}"
+        sys.stdout.write(markdown([level for level, _ in results], where))
+    if log.failure is not None:
+        err(f"tokrace: warning: speed log not written: {say(log.failure)}")
+    elif not args.no_log and results:
         err(f"recorded as session {session_id} in {log.path}")
     return 0

@@ -14,6 +14,7 @@ from tokrace.backends.base import CancelToken, ChatMessage, LoadedModel
 from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.cli import common, draft_args
+from tokrace.cli.terminal_text import ReplyWriter, read_prompt, text_arg
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     common.add_model_args(p)
     p.add_argument("--prompt", "-p", required=True, help="the user message ('-' reads stdin)")
-    p.add_argument("--system", default=None, help="an optional system message")
+    p.add_argument("--system", default=None,
+                   help="a system message (default: none; base models run as plain completion ignore it)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     common.add_generation_args(p)
     common.add_gpu_args(p)
@@ -53,13 +55,23 @@ def reply_json(stats: ReplyStats, model: LoadedModel, text: str) -> dict[str, An
     return data
 
 
-def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken) -> Iterator[StreamEvent]:
-    """Ctrl+C cancels the reply (partial text kept, stop reason 'cancelled') instead of killing us."""
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken,
+                   stopped_by: list[int] | None = None) -> Iterator[StreamEvent]:
+    """Ctrl+C, SIGTERM and SIGHUP cancel the reply (partial text kept and logged, stop reason
+    'cancelled') instead of killing us; the signal's number is appended to ``stopped_by`` so the exit
+    status can say which (130, 143, 129)."""
+    def stop(signum: int, _frame: object) -> None:
+        if stopped_by is not None:
+            stopped_by.append(signum)
+        cancel.cancel()
+
+    watched = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {s: signal.signal(s, stop) for s in watched}
     try:
         yield from events
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,25 +82,39 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.session import LoadSpec, open_session
 
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    # Not UTF-8 → one line and exit 2, before any model is loaded (cli/terminal_text.py).
+    prompt = read_prompt(args.prompt)
+    if not prompt.strip():
+        raise TokraceError("the prompt is empty: give --prompt some text"
+                           + (" (stdin had none)" if args.prompt == "-" else ""), kind="usage")
+    system = text_arg(args.system, "--system") if args.system else None
+    out = ReplyWriter(sys.stdout)  # exact text to a pipe, controls made visible on a terminal
     gpus = detect_gpus()
+    # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
+    sampler = DeviceSampler() if gpus else None
+    if sampler is not None:
+        sampler.mark_load_start()  # "our" VRAM where NVML cannot tell (containers)
     session = open_session(LoadSpec.from_settings(settings), gpus, progress=common.StderrProgress())
     backend, model = session.backend, session.model
-    # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
-    sampler = DeviceSampler().start() if gpus else None
+    if sampler is not None:
+        sampler.start()
     window_id = sampler.begin_window() if sampler else None
-    messages = [ChatMessage("system", args.system)] if args.system else []
+    if system and model.template.startswith("plain completion"):
+        # A base model run as plain completion continues text: it has no place for a system message.
+        print(f"note: --system not used: {model.name} has no chat template and runs as plain completion"
+              " (a base model continues the prompt's text)", file=sys.stderr)
+    messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
     meter = SpeedMeter()
     cancel = CancelToken()
     finished: GenerationFinished | None = None
     shown = 0
+    stopped_by: list[int] = []
     for event in _interruptible(backend.stream_chat(messages, settings.generation_params(), cancel),
-                                cancel):
+                                cancel, stopped_by):
         meter.observe(event)
         if isinstance(event, TokenGenerated) and event.text and not args.json:
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
+            out.write(event.text)
             shown += len(event.text)
         elif isinstance(event, GenerationFinished):
             finished = event
@@ -108,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False), flush=True)
     else:
         # Text held back to the end (the start of a stop string that never completed) comes out now.
-        sys.stdout.write(finished.text[shown:] + "\n")
-        sys.stdout.flush()
+        out.write(finished.text[shown:] + "\n")
         print(stats.summary_line() + extras_line(stats, window, price), file=sys.stderr)
         if finished.notice:
             print(f"note: {say(finished.notice)}", file=sys.stderr)
@@ -123,4 +148,6 @@ def run(args: argparse.Namespace) -> int:
     if finished.stop_reason == "error":
         print(f"tokrace: error: {say(finished.error or 'the reply failed')}", file=sys.stderr)
         return 2
-    return 130 if finished.stop_reason == "cancelled" else 0
+    if finished.stop_reason == "cancelled":
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)  # 130 Ctrl+C, 143 TERM, 129 HUP
+    return 0

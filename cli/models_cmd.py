@@ -130,8 +130,16 @@ def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from tokrace.model_registry.memory_plan import fit_summary, plan_memory
 
     plan = plan_memory(info, args.ctx, args.kv_type)
-    fit = fit_summary(plan, info, _gpu_free(args.gpus), psutil.virtual_memory().available)
-    return plan, fit
+    free = _gpu_free(args.gpus)
+    if not free:
+        return plan, fit_summary(plan, info, free, psutil.virtual_memory().available)
+    # With GPUs, the split planner answers (as `tokrace plan` does): one answer to one question.
+    from tokrace.backends.placement import fit_verdict
+    from tokrace.backends.split_planner import GIB, plan_split, simulated_gpus
+
+    split = plan_split(info, simulated_gpus([f / GIB for f in free]), n_ctx=plan.n_ctx)
+    have = " + ".join(format_bytes(f) for f in free)
+    return plan, f"{plan.line()}; you have {have} free → {fit_verdict(split)}"
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -167,9 +175,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tokrace.model_registry.listing import list_models
+    from tokrace.model_registry.listing import catalog_problems, list_models
 
     rows = list_models()
+    for problem in catalog_problems():  # a bad user catalog is skipped, not fatal: say so
+        print(f"tokrace: warning: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -251,6 +261,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                "kv_bytes_per_token": plan.kv_bytes_per_token, "plan": plan.to_dict(), "fit": fit}
         print(json.dumps(out, indent=1))
         return 0
+    for warning in info.warnings:  # estimated sizes, or a file without its tensor data
+        print(f"tokrace: warning: {warning}", file=sys.stderr)
     how = "remote header, nothing downloaded" if mi.remote else "local file"
     print(f"{info.name or args.model} · {info.architecture} · {format_params(info.n_params)} params"
           f" · {info.quantization} · {format_bytes(info.tensors_bytes)}  ({how}: {mi.where})")

@@ -107,6 +107,18 @@ class ReplyRecord:
     token_times_s: list[float] | None = None
     """Each generated token's time since submit (optional; plots)."""
     llama_perf: dict[str, Any] | None = None
+    # Remote engines (``backend == "remote"``); ``None`` for in-process replies.
+    engine: str | None = None
+    """The serving engine as probed (``llama-server``, ``vLLM 0.6.3``…)."""
+    endpoint: str | None = None
+    """``host:port`` of the server (never a key)."""
+    server_model: str | None = None
+    """The model name the server reported."""
+    token_count_source: str | None = None
+    """``logprobs`` / ``usage`` (exact) or ``chunks`` (may undercount); ``None``: token ids."""
+    server_prompt_tok_s: float | None = None
+    server_gen_tok_s: float | None = None
+    """The server's own prompt and decode speed (llama-server ``timings``), next to the client's."""
 
     @property
     def finished_at(self) -> datetime:
@@ -115,6 +127,8 @@ class ReplyRecord:
     @property
     def hardware_label(self) -> str:
         """What did the work, for tables: the GPUs when layers were offloaded, else the CPU."""
+        if self.endpoint is not None:  # a remote engine: its hardware is not ours to see
+            return f"{self.engine or 'server'} at {self.endpoint}"
         if self.gpu_info and self.gpu_offload and self.n_gpu_layers != 0:
             names = self.gpu_info
             if len(set(names)) == 1 and len(names) > 1:
@@ -221,7 +235,7 @@ def make_record(
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
     hardware = hardware or describe_hardware()
-    return ReplyRecord(
+    record = ReplyRecord(
         record_id=secrets.token_hex(8),
         time=utc_timestamp(now),
         session_id=session_id,
@@ -254,6 +268,19 @@ def make_record(
         token_times_s=[round(t, 6) for t in stats.token_times_s] if with_token_times else None,
         llama_perf=stats.llama_perf,
     )
+    if stats.endpoint is not None:
+        _remote_fields(record, stats)
+    return record
+
+
+def _remote_fields(record: ReplyRecord, stats: ReplyStats) -> None:
+    """Where a remote reply ran: no file, no local build; the engine, endpoint and its own figures."""
+    record.backend = "remote"
+    record.engine, record.endpoint, record.server_model = stats.engine, stats.endpoint, stats.server_model
+    record.model_filename = stats.server_model or record.model_filename
+    record.token_count_source = stats.token_count_source
+    record.server_prompt_tok_s, record.server_gen_tok_s = stats.server_prompt_tok_s, stats.server_gen_tok_s
+    record.build_commit, record.system_info, record.gpu_info, record.gpu_driver = None, "", [], None
 
 
 def make_bench_record(

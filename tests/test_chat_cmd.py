@@ -21,7 +21,7 @@ def tokrace(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 
 def test_reply_on_stdout_summary_on_stderr(tiny_model: Path) -> None:
-    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "24", "-t", "0")
+    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "24", "--temp", "0")
     assert proc.returncode == 0, proc.stderr
     summary = proc.stderr.strip().splitlines()[-1]
     assert summary.startswith("24 tok · ") and "TTFT" in summary and "prompt" in summary
@@ -29,7 +29,7 @@ def test_reply_on_stdout_summary_on_stderr(tiny_model: Path) -> None:
 
 
 def test_json_has_the_documented_fields(tiny_model: Path, isolated_dirs: Path) -> None:
-    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "16", "-t", "0", "--seed", "3",
+    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "16", "--temp", "0", "--seed", "3",
                    "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -56,7 +56,8 @@ def test_prompt_from_stdin(tiny_model: Path) -> None:
 
 
 def test_same_seed_same_reply(tiny_model: Path) -> None:
-    args = ("chat", "-m", str(tiny_model), "--prompt", "x", "-n", "12", "-t", "0.9", "--seed", "5", "--json")
+    args = ("chat", "-m", str(tiny_model), "--prompt", "x", "-n", "12", "--temp", "0.9", "--seed", "5",
+            "--json")
     assert json.loads(tokrace(*args).stdout)["text"] == json.loads(tokrace(*args).stdout)["text"]
 
 
@@ -94,7 +95,7 @@ def test_bad_flag_values_are_usage_errors(tiny_model: Path) -> None:
 
 
 def test_price_per_hour_adds_cost_per_1k_tokens(tiny_model: Path) -> None:
-    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "16", "-t", "0", "--json",
+    proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "16", "--temp", "0", "--json",
                    "--price-per-hour", "3.6")
     data = json.loads(proc.stdout)
     # $3.60/h = $0.001/s: at r tok/s, 1K tokens cost 1000 ÷ r × $0.001.

@@ -4,7 +4,9 @@ through ``tokrace.session`` like every other load.
 
 Shared by ``tokrace race`` and the TUI's race screen so both make the same decisions:
 
-1. resolve each model (a lane that cannot be resolved keeps its one-line error; the other still races);
+1. resolve each model and draft, and place it (headers only, nothing loaded): ``strict`` (headless)
+   stops the race here when any lane or draft is bad, before anything runs; otherwise (the TUI) each
+   bad lane keeps its one-line error for the screen to show;
 2. memory guard from the GGUF headers (weights + KV + compute at the context used);
 3. schedule: the user's choice, else ``default_mode``; simultaneous that cannot fit becomes fair with
    load/unload (and a note says so);
@@ -34,7 +36,15 @@ from tokrace.backends.race import (
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.memory_plan import plan_memory
 from tokrace.model_registry.transfer import ProgressFn
-from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, place_resolved, resolve
+from tokrace.session import (
+    DraftSpec,
+    LoadSpec,
+    RemoteSpec,
+    ResolvedSpec,
+    place_resolved,
+    resolve,
+    worth_logging,
+)
 
 
 @dataclass(slots=True)
@@ -47,6 +57,8 @@ class RacePlan:
     threads_per_lane: int
     notes: list[str] = field(default_factory=list)
     """Decisions the user should see (mode changed by the memory guard, threads split…)."""
+    separate_machines: bool = False
+    """The lanes run on different machines (a remote server and this one, or two servers)."""
 
     def describe(self) -> str:
         if self.mode == "fair":
@@ -54,6 +66,8 @@ class RacePlan:
                    f" ({threads_label(self.threads_per_lane)})")
             if self.load_in_turn:
                 how += ", loading each lane in turn"
+        elif self.separate_machines:
+            how = "simultaneous: each lane on its own machine"
         elif self.shared_device:
             how = f"simultaneous on one device: {threads_label(self.threads_per_lane)} per lane"
         else:
@@ -66,7 +80,8 @@ def threads_label(n: int) -> str:
 
 
 def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None, *,
-                 draft: str | None = None, draft_k: int | None = None) -> tuple[Lane, ResolvedSpec | None]:
+                 draft: str | None = None, draft_k: int | None = None,
+                 ) -> tuple[Lane, ResolvedSpec | RemoteSpec | None]:
     """Resolve ``ref`` (and its ``draft``) to files and size its memory need; errors stay on the lane
     as one line (the other lane still races)."""
     lane = Lane(label=label, ref=ref)
@@ -76,6 +91,9 @@ def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None, *,
     except TokraceError as err:
         lane.load_error = str(err)
         return lane, None
+    if isinstance(found, RemoteSpec):  # the server holds the model: no header, no memory need here
+        lane.model_id = found.model_id
+        return lane, found
     lane.model_id = found.resolved.model_id
     info = found.info
     lane.need_bytes = plan_memory(info, min(4096, info.n_ctx_train or 4096)).total_bytes
@@ -93,8 +111,10 @@ def plan_race(
     ram_available: int | None = None,
     drafts: Sequence[str | None] = (None, None),
     draft_k: int | None = None,
+    strict: bool = False,
 ) -> RacePlan:
-    """Everything before loading. Raises ``TokraceError`` only when no lane can race at all.
+    """Everything before loading. Raises ``TokraceError`` when no lane can race at all, and with
+    ``strict`` when any lane (its model, its draft or its placement) is bad: one line naming each.
 
     ``drafts[i]`` gives lane i a draft model (speculative decoding), e.g. to race a model against
     itself with a draft: ``tokrace race M M --draft-b D``."""
@@ -109,14 +129,19 @@ def plan_race(
     free_ram = psutil.virtual_memory().available if ram_available is None else ram_available
     guard = memory_guard(needs, ram_available=free_ram,
                          gpu_free=[g.vram_total_bytes - g.vram_used_bytes for g in gpus])
-    chosen = mode or default_mode(len(gpus))
+    machines = [_machine(found) for _, found in resolved if found is not None]
+    separate = len(machines) == 2 and len(set(machines)) == 2
+    chosen = mode or ("simultaneous" if separate else default_mode(len(gpus)))
+    for lane, found in resolved:
+        if isinstance(found, RemoteSpec):
+            notes.append(f"lane {lane.label} runs on the server at {found.endpoint.address}")
     load_in_turn = len(needs) == 2 and not guard.fits_together
     if load_in_turn:
         notes.append(guard.line())
         if chosen == "simultaneous":
             notes.append("simultaneous needs both models resident: racing fair instead")
         chosen = "fair"
-    shared = chosen == "simultaneous" and len(gpus) < 2
+    shared = chosen == "simultaneous" and len(gpus) < 2 and not separate
     total = threads or os.cpu_count() or 1
     per_lane = split_threads(total) if shared else total
     if shared:
@@ -125,7 +150,7 @@ def plan_race(
         if found is None:
             continue
         lane_request = request
-        if chosen == "simultaneous" and not shared and request.tensor_split is None:
+        if chosen == "simultaneous" and not shared and not separate and request.tensor_split is None:
             # Each lane on a GPU of its own: no split across devices, lane i on GPU i.
             lane_request = PlacementRequest(n_ctx=request.n_ctx, n_gpu_layers=request.n_gpu_layers,
                                             split_mode="none", main_gpu=index)
@@ -141,7 +166,24 @@ def plan_race(
 
             lane.draft = found.draft.model_id
             lane.draft_k = draft_k or DEFAULT_K
-    return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes)
+    if strict:
+        check_lanes(lanes)
+    return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes,
+                    separate_machines=separate and chosen == "simultaneous")
+
+
+def _machine(found: ResolvedSpec | RemoteSpec) -> str:
+    """Where a lane computes: ``local`` (this machine, or a server on loopback) or a server's host."""
+    return found.machine if isinstance(found, RemoteSpec) else "local"
+
+
+def check_lanes(lanes: Sequence[Lane]) -> None:
+    """Raise one ``TokraceError`` naming every lane with an error (resolve, draft, placement or load),
+    so a race with a bad lane stops before anything runs."""
+    bad = [lane for lane in lanes if lane.load_error]
+    if bad:
+        raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in bad),
+                           facts={"lanes": [lane.label for lane in bad]})
 
 
 def lane_ceilings(lanes: Sequence[Lane], gpu_bandwidths: Sequence[float] | None,
@@ -166,8 +208,8 @@ def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[st
     session_id = new_session_id()
     errors: list[str] = []
     for lane, result in zip(lanes, results, strict=True):
-        if not result.ran or lane.model is None or lane.config is None:
-            continue
+        if not result.ran or lane.model is None or lane.config is None or not worth_logging(result.stats):
+            continue  # a lane that failed before its first token measured nothing
         try:
             recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
                                        lane=lane.label, model_id=lane.model_id)

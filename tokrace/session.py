@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from tokrace.backends.base import Backend, LoadConfig, LoadedModel
 from tokrace.backends.draft_setup import build_drafted_backend, draft_load_config
 from tokrace.backends.placement import PlacementRequest, place
+from tokrace.backends.remote_endpoint import Endpoint, is_remote_ref, parse_endpoint
 from tokrace.backends.split_planner import SplitPlan
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
@@ -65,7 +66,8 @@ class LoadSpec:
     """What to load and how, as the user asked (``None`` everywhere = tokrace's defaults and plan)."""
 
     model: str | None = None
-    """A catalog id, ``.gguf`` path, ``hf:`` ref or another tool's model name; ``None``: the default."""
+    """A catalog id, ``.gguf`` path, ``hf:`` ref or another tool's model name, or a server URL
+    ``http(s)://HOST:PORT/v1[#MODEL]`` (a remote engine); ``None``: the default."""
     n_threads: int | None = None
     request: PlacementRequest = field(default_factory=PlacementRequest)
     draft: DraftSpec = field(default_factory=DraftSpec)
@@ -102,6 +104,71 @@ class PreparedModel:
                                      adaptive=d.adaptive)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSpec:
+    """A ``LoadSpec`` whose model is a server URL: nothing on disk, nothing to place. ``key`` is the
+    settings file's (``TOKRACE_API_KEY`` / ``OPENAI_API_KEY`` win when set); ``timeout_s`` the longest
+    silence tolerated mid-reply."""
+
+    spec: LoadSpec
+    endpoint: Endpoint
+    key: str | None = field(default=None, repr=False)
+    timeout_s: float | None = None
+    draft: ResolvedModel | None = None
+    """Always ``None``: a server drafts on its own side (as ``ResolvedSpec.draft``, for callers of both)."""
+
+    @property
+    def model_id(self) -> str:
+        return self.endpoint.ref()
+
+    @property
+    def machine(self) -> str:
+        """Which machine does the work: ``local`` for a loopback server (it shares this machine's
+        cores), else the server's host."""
+        return "local" if self.endpoint.host in LOOPBACK_HOSTS else self.endpoint.host
+
+
+@dataclass(slots=True)
+class RemotePrepared:
+    """A remote engine ready to connect: ``build()`` gives its backend; no plan, no header, no draft
+    (a server drafts on its own side). ``config.path`` is the URL, the only load setting that applies."""
+
+    spec: LoadSpec
+    remote: RemoteSpec
+    config: LoadConfig
+    plan: SplitPlan | None = None
+    info: GGUFInfo | None = None
+    draft_config: LoadConfig | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.remote.model_id
+
+    def build(self) -> Backend:
+        """The remote backend, not connected: ``load()`` probes the server."""
+        from tokrace.backends.openai_backend import OpenAIBackend
+
+        r = self.remote
+        return OpenAIBackend(r.endpoint, key=r.key, timeout_s=r.timeout_s)
+
+
+def resolve_remote(spec: LoadSpec) -> RemoteSpec:
+    """A server URL as a ``RemoteSpec``, with the key and timeout of the settings file. Raises
+    ``TokraceError`` for a malformed URL or a draft asked for a server."""
+    from tokrace.settings import load_settings
+
+    assert spec.model is not None
+    if spec.draft.active:
+        raise TokraceError("a remote engine drafts on the server (e.g. llama-server --model-draft);"
+                           " {setting:draft} and {setting:lookup} apply to local models", kind="usage")
+    endpoint = parse_endpoint(spec.model)
+    settings = load_settings()
+    return RemoteSpec(spec, endpoint, settings.api_key, settings.request_timeout_s)
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedSpec:
     """A ``LoadSpec``'s model (and draft model) found on disk and its header read; nothing placed."""
@@ -112,9 +179,10 @@ class ResolvedSpec:
     draft: ResolvedModel | None = None
 
 
-def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSpec:
+def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSpec | RemoteSpec:
     """Find (fetching when needed, with ``progress(done, total, what)``) the model and the draft
-    model, read the model's header and check the draft's vocabulary against it (headers only).
+    model, read the model's header and check the draft's vocabulary against it (headers only). A server
+    URL becomes a ``RemoteSpec`` (nothing fetched; the server is contacted when the backend loads).
 
     Raises ``TokraceError``: a model that cannot be found or read, a draft with another vocabulary,
     contradicting draft settings.
@@ -122,6 +190,8 @@ def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSp
     from tokrace.backends.draft_compat import check_draft_path
 
     spec.draft.check()
+    if is_remote_ref(spec.model):
+        return resolve_remote(spec)
     resolved = resolve_model(spec.model, progress=progress)
     info = read_gguf_info(resolved.path)
     draft = None
@@ -131,13 +201,18 @@ def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSp
     return ResolvedSpec(spec, resolved, info, draft)
 
 
-def place_resolved(found: ResolvedSpec, gpus: Sequence[GpuSample], *, spec: LoadSpec | None = None,
-                   min_ctx: int | None = None) -> PreparedModel:
+def place_resolved(found: ResolvedSpec | RemoteSpec, gpus: Sequence[GpuSample], *,
+                   spec: LoadSpec | None = None,
+                   min_ctx: int | None = None) -> PreparedModel | RemotePrepared:
     """Plan where ``found`` goes on ``gpus`` with ``spec``'s threads and placement request (default:
     the spec it was resolved with). ``min_ctx`` raises the planned context to at least that many
     tokens when no context was asked for (bench: its longest test). Raises ``TokraceError`` (kind
-    ``placement``) for an impossible request; ``found`` is not changed."""
+    ``placement``) for an impossible request; ``found`` is not changed. A ``RemoteSpec`` is not
+    placed (the server holds the model): it becomes a ``RemotePrepared``."""
     spec = spec or found.spec
+    if isinstance(found, RemoteSpec):
+        return RemotePrepared(spec, found, LoadConfig(path=found.endpoint.ref(), name=found.model_id,
+                                                      n_threads=0, n_gpu_layers=0, n_batch=0))
     request = spec.request
     if min_ctx is not None and request.n_ctx is None:
         request = replace(request, n_ctx=min_ctx)
@@ -157,7 +232,7 @@ def prepare(
     *,
     progress: ProgressFn | None = None,
     min_ctx: int | None = None,
-) -> PreparedModel:
+) -> PreparedModel | RemotePrepared:
     """``resolve`` then ``place_resolved``: everything before loading. Nothing is loaded when it
     raises ``TokraceError``."""
     return place_resolved(resolve(spec, progress=progress), gpus, min_ctx=min_ctx)
@@ -173,7 +248,7 @@ class Session:
     def __init__(
         self,
         backend: Backend,
-        prepared: PreparedModel | None = None,
+        prepared: PreparedModel | RemotePrepared | None = None,
         *,
         kind: Kind = "chat",
         lane: str | None = None,
@@ -229,8 +304,12 @@ class Session:
     ) -> ReplyRecord | None:
         """Append one finished reply to the speed log (fsynced; the first may wait for the model's
         sha256). ``None`` when this session does not record. Raises ``TokraceError`` (kind ``log``) when
-        the log cannot be written: show it after the reply, never instead of it."""
-        if self._recorder is None:
+        the log cannot be written: show it after the reply, never instead of it.
+
+        A request that failed before its first token (``stop_reason`` "error", 0 tokens: e.g. a prompt
+        larger than the context) measured nothing and is not logged (``None``): it would read as a
+        0-token reply."""
+        if self._recorder is None or not worth_logging(stats):
             return None
         try:
             return self._recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j)
@@ -243,6 +322,12 @@ class Session:
 
     def unload(self) -> None:
         self.backend.unload()
+
+
+def worth_logging(stats: ReplyStats) -> bool:
+    """Whether a finished reply belongs in the speed log: not a request that failed before its first
+    token (nothing was measured; logged it would read as a 0-token reply)."""
+    return not (stats.stop_reason == "error" and stats.completion_tokens == 0)
 
 
 def open_session(
@@ -260,7 +345,9 @@ def open_session(
     """
     prepared = prepare(spec, gpus, progress=progress)
     if status is not None:
-        status(f"loading {prepared.resolved.path.name}…")
+        what = (prepared.remote.endpoint.address if isinstance(prepared, RemotePrepared)
+                else prepared.resolved.path.name)
+        status(f"{'connecting to' if isinstance(prepared, RemotePrepared) else 'loading'} {what}…")
     backend = prepared.build()
     backend.load()
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tokrace.backends.base import GenerationParams, SplitMode
 from tokrace.model_registry.errors import TokraceError
@@ -80,6 +80,20 @@ def whole_number(minimum: int | None = None) -> Parser:
         return number
 
     return parse
+
+
+def thread_count(value: object) -> int:
+    """CPU threads: a whole number from 1 to this machine's logical CPUs (more only slows llama.cpp
+    down: its threads spin at barriers waiting for each other, e.g. 0.2 tok/s for 999 on 2 cores)."""
+    cores = os.cpu_count() or 1
+    want = f"expected a whole number from 1 to {cores} (this machine's CPU threads)"
+    try:
+        n = whole_number(1)(value)
+    except ValueError:
+        raise ValueError(want) from None
+    if n > cores:
+        raise ValueError(want)
+    return n
 
 
 def number(minimum: float | None = None) -> Parser:
@@ -173,6 +187,9 @@ class Knob:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     argparse_parses: bool = True
+    flag_parse: Parser | None = None
+    """A stricter parser for the command-line flag only (``--threads`` above this machine's CPU threads
+    is refused for the run, while a ``settings.toml`` written on a bigger machine still loads)."""
     form_row: int | None = None
     placeholder: str = ""
     form_choices: tuple[tuple[str, str], ...] = ()
@@ -206,7 +223,7 @@ class Settings(BaseModel):
         help=f"most tokens to generate per reply (default: {_GEN.max_tokens})",
     )] = _GEN.max_tokens
     temperature: Annotated[float, Knob(
-        "temperature", number(0), flags=("--temperature", "-t"), group="generation",
+        "temperature", number(0), flags=("--temperature", "--temp"), group="generation",
         help=f"0 = greedy (default: {_GEN.temperature:g})",
     )] = _GEN.temperature
     seed: Annotated[int | None, Knob(
@@ -219,7 +236,8 @@ class Settings(BaseModel):
         form_row=0, placeholder="model's, max {n_ctx_train}",
     )] = None
     n_threads: Annotated[int | None, Knob(
-        "CPU threads", whole_number(1), flags=("--threads",), group="generation",
+        "CPU threads", whole_number(1), flags=("--threads", "-t"), group="generation", metavar="N",
+        flag_parse=thread_count,
         help="CPU threads (default: all cores)", form_row=0, placeholder="all cores",
     )] = None
     n_gpu_layers: Annotated[int | None, Knob(
@@ -228,7 +246,7 @@ class Settings(BaseModel):
     )] = None
     tensor_split: Annotated[list[float] | None, Knob(
         "tensor split", split_fractions, flags=("--tensor-split",), group="gpu", metavar="A,B,...",
-        help="fraction of the model per GPU, e.g. 1,1", argparse_parses=False,
+        help="fraction of the model per GPU, e.g. 1,1 (default: planned)", argparse_parses=False,
         form_row=1, placeholder="e.g. 1,1",
     )] = None
     split_mode: Annotated[SplitMode | None, Knob(
@@ -244,13 +262,13 @@ class Settings(BaseModel):
     )] = None
     price_per_hour: Annotated[float | None, Knob(
         "price per hour ($)", number(0), flags=("--price-per-hour",), group="gpu", metavar="USD",
-        help="what the hardware costs per hour: adds $ per 1K prompt/generated tokens",
+        help="what the hardware costs per hour: adds $ per 1K prompt/generated tokens (default: none)",
         form_row=0, placeholder="none",
     )] = None
     draft: Annotated[str | None, Knob(
         "draft model", text("a catalog id or a .gguf path"), flags=("--draft",), group="draft",
         metavar="ID|PATH",
-        help="a small draft model with the same vocabulary (catalog id or .gguf path)",
+        help="a small draft model with the same vocabulary (catalog id or .gguf path; default: none)",
     )] = None
     draft_k: Annotated[int | None, Knob(
         "draft k", whole_number(1), flags=("--draft-k",), group="draft", metavar="K",
@@ -258,13 +276,18 @@ class Settings(BaseModel):
     )] = None
     adaptive_k: Annotated[bool, Knob(
         "adaptive k", boolean, flags=("--adaptive-k",), group="draft",
-        help="shrink k while acceptance is low, grow it back while it is high",
+        help="shrink k while acceptance is low, grow it back while it is high (default: off)",
     )] = False
     lookup: Annotated[bool, Knob(
         "prompt lookup", boolean, flags=("--lookup",), group="draft",
-        help="prompt-lookup decoding: draft by n-gram lookup in the context (no draft model)",
+        help="prompt-lookup decoding: draft by n-gram lookup in the context (no draft model; default: off)",
     )] = False
     theme: Annotated[str | None, Knob("theme", text("a Textual theme name"))] = None
+    # Remote engines (a model given as http(s)://HOST:PORT/v1): file only, never a flag, so a key is not
+    # visible to other users in the process list. TOKRACE_API_KEY / OPENAI_API_KEY take precedence.
+    api_key: Annotated[str | None, Knob("API key", text("the server's API key"))] = Field(
+        default=None, repr=False)
+    request_timeout_s: Annotated[float | None, Knob("request timeout (s)", number(0.1))] = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -478,7 +501,7 @@ def add_settings_args(parser: argparse.ArgumentParser, names: Sequence[str], *,
             if knob.choices is not None:
                 kwargs["choices"] = knob.choices
             elif knob.argparse_parses:
-                kwargs["type"] = _argparse_type(name, knob.parse)
+                kwargs["type"] = _argparse_type(name, knob.flag_parse or knob.parse)
         target.add_argument(*knob.flags, **kwargs)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +33,11 @@ from tokrace.tui.widgets.error_modal import ErrorModal
 from tokrace.tui.words import say
 
 GIL_SWITCH_INTERVAL_S = 0.001
+EXIT_GRACE_S = 5.0
+"""After SIGTERM/SIGHUP, the longest the app waits for the stopped reply to be logged before exiting."""
+RECORD_FLUSH_S = 120.0
+"""After the app stopped, the longest it waits for reply records still being written (a first record
+hashes the model file: ~20 s for 40 GB)."""
 
 
 class ModelLoaded(Message):
@@ -102,6 +111,11 @@ class TokraceApp(App[None]):
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
         self.race: RaceScreen | None = None
+        self._records_done = threading.Condition()
+        self._record_jobs = 0
+        self._records_in_flight = 0
+        self._unrecorded: dict[int, tuple[Session, ReplyFinished]] = {}
+        """Finished replies whose record has not started yet (written by a worker or flush_records)."""
         self._chat_load_started = race is None
 
     @property
@@ -124,6 +138,7 @@ class TokraceApp(App[None]):
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.sampler.start()
+        self._watch_exit_signals()
         if self.settings.theme is not None and self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -135,7 +150,39 @@ class TokraceApp(App[None]):
         else:
             self.load_model()
 
+    def _watch_exit_signals(self) -> None:
+        """SIGTERM and SIGHUP end the app as Ctrl+C ends ``tokrace chat``: the reply stops, is logged as
+        cancelled, the terminal is restored (Textual's normal exit) and the status is 143 / 129."""
+        self._exit_signals: list[signal.Signals] = []
+        self._exit_pending: int | None = None
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            try:
+                loop.add_signal_handler(sig, self._exit_on_signal, 128 + sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a platform without them: the default stays
+            self._exit_signals.append(sig)
+
+    def _exit_on_signal(self, code: int) -> None:
+        self._exit_pending = code
+        if not self.chat.generating:
+            self.exit(return_code=code)
+            return
+        # The cancelled reply's ReplyFinished is recorded, then record_reply exits; this is a backstop.
+        self.chat.action_stop_reply()
+        self.set_timer(EXIT_GRACE_S, lambda: self.exit(return_code=code))
+
+    def _exit_if_pending(self) -> None:
+        if self._exit_pending is not None:
+            self.exit(return_code=self._exit_pending)
+
     def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in getattr(self, "_exit_signals", []):
+            loop.remove_signal_handler(sig)
         sys.setswitchinterval(self._switch_interval)
         self.sampler.stop()
         self.chat.action_stop_reply()
@@ -156,11 +203,17 @@ class TokraceApp(App[None]):
             self.post_message(LoadProgress(line))
 
         try:
+            self.sampler.mark_load_start()  # "our" VRAM where NVML cannot tell (containers)
             session = open_session(self.spec, self.sampler.latest().gpus, progress=progress, status=status)
             # Measured once per machine (~0.3 s), then cached: the CPU side of the roofline.
             bandwidth = cpu_bandwidth().bytes_per_s
         except TokraceError as err:
             self.post_message(ModelLoadFailed(err))
+            return
+        except OSError as err:  # a disk or folder fault no layer named yet: a notice, not a crash
+            where = f" ({err.filename})" if err.filename else ""
+            self.post_message(ModelLoadFailed(TokraceError(
+                f"{err.strerror or err}{where}; check the disk and folders, or set TOKRACE_HOME")))
             return
         self.post_message(ModelLoaded(session, bandwidth))
 
@@ -183,19 +236,80 @@ class TokraceApp(App[None]):
         """Write the reply to the speed log the moment it ends (on a thread: fsync, maybe a sha256).
         What is recorded (draft or none, k) comes from the reply's own events."""
         if self.session is not None and self.session.records:
-            self.record_reply(self.session, message)
+            with self._records_done:
+                self._record_jobs += 1
+                job = self._record_jobs
+                self._unrecorded[job] = (self.session, message)
+            self.record_reply(job)
+        else:
+            self._exit_if_pending()  # a signal stopped a reply that is not logged: nothing to wait for
+        self._check_cpu_ceiling(message)
+
+    def _check_cpu_ceiling(self, message: ReplyFinished) -> None:
+        """A CPU reply faster than the roofline means the cached CPU bandwidth was measured under load:
+        measure it again (keeping the best), so the efficiency figure stays an upper bound."""
+        from tokrace.backends.placement import ceiling_tok_s
+        from tokrace.backends.roofline import beats_ceiling
+
+        plan, stats = self.plan, message.stats
+        if plan is None or plan.per_device or self.cpu_bandwidth is None:
+            return
+        ceiling = ceiling_tok_s(plan, None, self.cpu_bandwidth, stats.prompt_tokens)
+        if beats_ceiling(stats.gen_tok_s, ceiling):
+            self.remeasure_cpu_bandwidth()
+
+    @work(thread=True, exclusive=True, group="bandwidth")
+    def remeasure_cpu_bandwidth(self) -> None:
+        from tokrace.backends.roofline import cpu_bandwidth
+
+        best = cpu_bandwidth(refresh=True).bytes_per_s
+        self.call_from_thread(setattr, self, "cpu_bandwidth", best)
 
     @work(thread=True, group="record")
-    def record_reply(self, session: Session, message: ReplyFinished) -> None:
+    def record_reply(self, job: int) -> None:
+        with self._records_done:
+            claimed = self._unrecorded.pop(job, None)
+            if claimed is None:
+                return  # already written by flush_records
+            self._records_in_flight += 1
+        try:
+            error = self._write_record(*claimed)
+            if error is not None and self.is_running:
+                self.call_from_thread(self.notify, f"speed log not written: {error}", severity="error")
+        finally:
+            with self._records_done:
+                self._records_in_flight -= 1
+                self._records_done.notify_all()
+            if self.is_running:
+                self.call_from_thread(self._exit_if_pending)  # SIGTERM/SIGHUP waited for this record
+
+    @staticmethod
+    def _write_record(session: Session, message: ReplyFinished) -> str | None:
+        """Append one reply to the speed log; the error line when it could not be written."""
         window = message.window
         try:
-            session.record(
-                message.stats,
-                peak_vram_bytes=window.peak_vram_bytes if window else None,
-                energy_j=window.energy_j if window else None,
-            )
+            session.record(message.stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
+                           energy_j=window.energy_j if window else None)
         except TokraceError as err:
-            self.call_from_thread(self.notify, f"speed log not written: {say(err)}", severity="error")
+            return say(err)
+        return None
+
+    def flush_records(self, timeout_s: float = RECORD_FLUSH_S) -> list[str]:
+        """After the app stopped: write the replies whose record never started and wait (at most
+        ``timeout_s``) for those being written (the first reply of a big model waits for its sha256).
+        A quit never loses a finished reply. Returns the error lines of records not written."""
+        with self._records_done:
+            jobs = list(self._unrecorded.values())
+            self._unrecorded.clear()
+        errors = [e for e in (self._write_record(*job) for job in jobs) if e is not None]
+        deadline = time.monotonic() + timeout_s
+        with self._records_done:
+            while self._records_in_flight and time.monotonic() < deadline:
+                self._records_done.wait(max(0.0, deadline - time.monotonic()))
+            if self._records_in_flight:
+                errors.append(f"{self._records_in_flight} reply record(s) still being written after "
+                              f"{timeout_s:.0f} s")
+        return errors
 
     def action_choose_draft(self) -> None:
         """Pick a draft model (only vocabulary-compatible ones are offered), then reload with it."""
@@ -242,6 +356,8 @@ class TokraceApp(App[None]):
             return
         try:
             update_settings_file(changes)
+        except OSError as err:  # read-only config folder, full disk
+            self.call_from_thread(self.notify, f"settings not saved: {err.strerror or err}", severity="error")
         except TokraceError as err:
             self.call_from_thread(self.notify, f"settings not saved: {say(err)}", severity="error")
 
