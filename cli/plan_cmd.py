@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tokrace.cli import common
 from tokrace.model_registry.errors import TokraceError
@@ -131,13 +131,33 @@ def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list
     return plan, info, source, gpus, simulated
 
 
+def price_line(plan: SplitPlan, price_per_hour: float, simulated: bool) -> tuple[str, dict[str, Any]]:
+    """``--price-per-hour`` for a plan: the cheapest a generated token can be here, at the decode
+    roofline (real replies run slower, so they cost more). Simulated GPUs have no measured bandwidth."""
+    from tokrace.backends.device_telemetry import DeviceSampler
+    from tokrace.backends.placement import ceiling_tok_s
+    from tokrace.backends.roofline import cost_per_1k_tokens, cpu_bandwidth, gpu_bandwidths
+
+    gpu_bw = None if simulated else gpu_bandwidths(DeviceSampler(use_gpu=bool(plan.per_device)).latest())
+    ceiling = ceiling_tok_s(plan, gpu_bw, cpu_bandwidth().bytes_per_s, 0)
+    if ceiling is None:
+        return (f"cost at ${price_per_hour:g}/h: needs the GPUs' bandwidth (simulated GPUs have none);"
+                " race or chat on the real hardware measures it", {"price_per_hour": price_per_hour})
+    per_1k = cost_per_1k_tokens(price_per_hour, ceiling)
+    return (f"cost at ${price_per_hour:g}/h: at least ${per_1k:.5f} per 1K generated tokens (at the "
+            f"{ceiling:.0f} tok/s decode ceiling; real replies run slower and cost more)",
+            {"price_per_hour": price_per_hour, "ceiling_tok_s": ceiling, "min_cost_per_1k_generated": per_1k})
+
+
 def run(args: argparse.Namespace) -> int:
     plan, info, source, gpus, simulated = build_plan(args)
     offload, advice = gpu_offload_support()
+    price = common.settings_for(args).price_per_hour
+    cost = price_line(plan, price, simulated) if price else None
     if args.json:
         data = {"model": info.name or source, "source": source, **plan.to_dict(),
                 "gpus_simulated": simulated, "gpu_offload": offload, "advice": advice,
-                "warnings": list(info.warnings)}
+                "warnings": list(info.warnings), **(cost[1] if cost else {})}
         print(json.dumps(data, indent=2))
         return 0
     for warning in info.warnings:  # estimated sizes, or a file without its tensor data
@@ -147,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
 
     for line in describe_plan(plan, info, source):
         print(say(line))
+    if cost is not None:
+        print(cost[0])
     if not gpus and not simulated:
         print("no NVIDIA GPU found (NVML): planned for the CPU; simulate GPUs with --gpus 24,24")
     if advice and (gpus or offload is None):

@@ -132,3 +132,21 @@ def test_cpu_build_advice_is_printed_with_gpus(capsys, tiny_model: Path,
     code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--gpus", "24")
     assert code == 0 and out.count('CMAKE_ARGS="-DGGML_CUDA=on"') == 1
     assert "settings: --gpu-layers 3 --split-mode layer --main-gpu 0" in out
+
+
+def test_price_per_hour_gives_the_cheapest_token_the_plan_allows(capsys, tiny_model: Path, no_gpus: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokrace.backends import roofline
+
+    fixed = roofline.CpuBandwidth(20e9, 2, 1 << 20, 0.01, "test box", 0.0)
+    monkeypatch.setattr(roofline, "cpu_bandwidth", lambda **_: fixed)
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--price-per-hour", "3.6", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["price_per_hour"] == 3.6
+    # $3.60/h is $0.001/s: at the ceiling's tok/s, 1K tokens cost 1000 / ceiling × $0.001.
+    assert data["min_cost_per_1k_generated"] == pytest.approx(1.0 / data["ceiling_tok_s"])
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--price-per-hour", "3.6")
+    assert code == 0 and "cost at $3.6/h: at least $" in out and "decode ceiling" in out
+    # Simulated GPUs have no bandwidth to price from: said, not guessed.
+    code, out, _ = run(capsys, "plan", "-m", str(tiny_model), "--gpus", "24", "--price-per-hour", "2")
+    assert code == 0 and "needs the GPUs' bandwidth" in out

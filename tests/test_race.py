@@ -267,3 +267,25 @@ def test_cancelled_replay_shows_the_rest_at_once(tiny_model: Path) -> None:
     assert len(replayed) == len(race.lanes[0].events) and clock.slept == []
     # The same model twice: the verdict tells the lanes apart by letter.
     assert race.verdict.lines[0].startswith(("A (tiny-llama F32)", "B (tiny-llama F32)"))
+
+
+def test_a_lane_races_on_the_chat_model_instead_of_a_second_copy(tiny_model: Path, deep_model: Path) -> None:
+    from tokrace.backends.placement import PlacementRequest
+    from tokrace.race_setup import plan_race
+    from tokrace.session import LoadSpec, open_session
+
+    chat = open_session(LoadSpec(model=str(tiny_model), n_threads=2), [], record=False)
+    try:
+        plan = plan_race([str(tiny_model), str(deep_model)], mode="fair", threads=2,
+                         request=PlacementRequest(), gpus=[], reuse=chat)
+        a, b = plan.lanes
+        assert a.backend is chat.backend and a.factory is None and a.loaded  # the chat's copy
+        assert b.backend is None and b.factory is not None  # another file: its own load
+        a.unload()
+        assert chat.backend.model.name  # a lane never unloads the chat's model
+        # Other settings (here: threads) mean another load, not the chat's.
+        other = plan_race([str(tiny_model), str(deep_model)], mode="fair", threads=1,
+                          request=PlacementRequest(), gpus=[], reuse=chat)
+        assert other.lanes[0].backend is None and other.lanes[0].factory is not None
+    finally:
+        chat.unload()

@@ -179,6 +179,12 @@ async def test_ctrl_r_goes_from_chat_to_race_and_back() -> None:
         assert str(race.views[1].query_one(".lane-title", Static).render()) == "B · no model yet"
         assert str(race.views[0].query_one(".lane-title", Static).render()).startswith("A · ")
         assert race.query_one("#race-prompt", Input).placeholder == "Choose lane B's model first (Ctrl+O)"
+        # F2 and Ctrl+D act on the chat's model: on the race screen they say so instead.
+        app.action_open_settings()
+        app.action_choose_draft()
+        await pilot.pause(0.1)
+        assert app.screen is race
+        assert any("go back to the chat (Ctrl+R)" in str(n.message) for n in app._notifications)
         await pilot.press("ctrl+r")
         await pilot.pause(0.1)
         assert isinstance(app.screen, ChatScreen)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import psutil
 
+from tokrace.backends.base import Backend
 from tokrace.backends.device_telemetry import GpuSample
 from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
 from tokrace.backends.race import (
@@ -39,8 +40,11 @@ from tokrace.model_registry.transfer import ProgressFn
 from tokrace.session import (
     DraftSpec,
     LoadSpec,
+    PreparedModel,
+    RemotePrepared,
     RemoteSpec,
     ResolvedSpec,
+    Session,
     place_resolved,
     resolve,
     worth_logging,
@@ -112,12 +116,16 @@ def plan_race(
     drafts: Sequence[str | None] = (None, None),
     draft_k: int | None = None,
     strict: bool = False,
+    reuse: Session | None = None,
 ) -> RacePlan:
     """Everything before loading. Raises ``TokraceError`` when no lane can race at all, and with
     ``strict`` when any lane (its model, its draft or its placement) is bad: one line naming each.
 
     ``drafts[i]`` gives lane i a draft model (speculative decoding), e.g. to race a model against
-    itself with a draft: ``tokrace race M M --draft-b D``."""
+    itself with a draft: ``tokrace race M M --draft-b D``.
+
+    ``reuse``: the chat's loaded model. A lane that would load the very same file with the very same
+    settings (no draft) races on it instead of loading a second copy; the lane never unloads it."""
     resolved = [resolve_lane(label, ref, progress, draft=drafts[i] if i < len(drafts) else None,
                              draft_k=draft_k)
                 for i, (label, ref) in enumerate(zip(LABELS, refs, strict=True))]
@@ -161,6 +169,9 @@ def plan_race(
             lane.load_error = str(err)
             continue
         lane.config, lane.plan, lane.factory = prepared.config, prepared.plan, prepared.build
+        shared_backend = _same_load(prepared, reuse)
+        if shared_backend is not None and not any(other.backend is shared_backend for other in lanes):
+            lane.backend, lane.factory = shared_backend, None  # handed over loaded: never unloaded here
         if found.draft is not None:
             from tokrace.backends.speculative import DEFAULT_K  # lazily: it loads llama.cpp
 
@@ -170,6 +181,18 @@ def plan_race(
         check_lanes(lanes)
     return RacePlan(lanes, chosen, shared, load_in_turn, guard, per_lane, notes,
                     separate_machines=separate and chosen == "simultaneous")
+
+
+def _same_load(prepared: PreparedModel | RemotePrepared, reuse: Session | None) -> Backend | None:
+    """``reuse``'s backend when ``prepared`` would load the same file with the same settings (placement,
+    context, threads, template) and neither drafts; else ``None``."""
+    if reuse is None or reuse.config is None or not isinstance(prepared, PreparedModel):
+        return None
+    if prepared.draft_config is not None or reuse.backend.capabilities.draft is not None:
+        return None
+    threads = prepared.config.n_threads or os.cpu_count() or 1
+    same = replace(prepared.config, n_threads=None) == replace(reuse.config, n_threads=None)
+    return reuse.backend if same and reuse.model.n_threads == threads else None
 
 
 def _machine(found: ResolvedSpec | RemoteSpec) -> str:

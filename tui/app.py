@@ -225,6 +225,12 @@ class TokraceApp(App[None]):
         self.session, self.cpu_bandwidth = message.session, message.cpu_bandwidth
         self.chat.attach_backend(message.session.backend)
         if old is not None and old.backend is not message.session.backend:
+            race = self.race
+            if race is not None and self.screen is not race and any(
+                    lane.backend is old.backend for lane in race.lanes):
+                # A lane raced on the chat's old model: the race starts afresh on the next Ctrl+R.
+                self.uninstall_screen(race)
+                self.race = None
             old.unload()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
@@ -368,6 +374,12 @@ class TokraceApp(App[None]):
 
     def _loaded_info(self) -> tuple[GGUFInfo, str] | None:
         """The loaded (target) model's metadata and path, or a notice that nothing is loaded."""
+        if self.race is not None and self.screen is self.race:
+            # F2 and Ctrl+D act on the chat's model; a lane's settings come from `tokrace race`.
+            self.notify("F2 and Ctrl+D set the chat's model: go back to the chat (Ctrl+R) first. Race lanes "
+                        "take their settings from `tokrace race` (--ctx, --threads, --draft-a/-b).",
+                        severity="warning")
+            return None
         session = self.session
         if session is None or session.info is None:
             self.notify("Load a model first.", severity="warning")

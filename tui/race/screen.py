@@ -37,6 +37,7 @@ from tokrace.backends.race import (
 )
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
+from tokrace.session import Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown
@@ -136,7 +137,7 @@ class RaceScreen(StreamSafeScreen):
         try:
             plan = plan_race(refs, mode=self.setup.mode, threads=self.setup.threads,
                              request=self.setup.request, gpus=detect_gpus(), drafts=self.setup.drafts,
-                             draft_k=self.setup.draft_k)
+                             draft_k=self.setup.draft_k, reuse=self._chat_session())
         except TokraceError as err:
             self.app.call_from_thread(self.set_status, f"no race: {err}")
             return
@@ -151,6 +152,13 @@ class RaceScreen(StreamSafeScreen):
         self.mode = plan.mode
         self.ceilings = lane_ceilings(plan.lanes, None, cpu_bandwidth().bytes_per_s)
         self.app.call_from_thread(self._lanes_ready)
+
+    def _chat_session(self) -> Session | None:
+        """The chat's loaded model, which a lane may race on instead of loading a second copy."""
+        from tokrace.tui.app import TokraceApp
+
+        app = self.app
+        return app.session if isinstance(app, TokraceApp) else None
 
     def _waiting_for_b(self, ref_a: str) -> None:
         """Nothing loads until lane B has a model: say so, in the lanes, the status and the prompt."""
