@@ -200,7 +200,8 @@ def test_each_interface_names_a_setting_in_its_own_words() -> None:
 
 def test_the_form_shows_a_distinct_label_for_each_of_its_fields() -> None:
     assert set(FORM_FIELDS) == {"n_ctx", "n_threads", "price_per_hour", "n_gpu_layers", "tensor_split",
-                                "split_mode", "main_gpu"}
+                                "split_mode", "main_gpu", "temperature", "top_k", "top_p", "min_p",
+                                "repeat_penalty", "max_tokens", "seed", "context_policy", "system_prompt"}
     labels = [Settings.form_label(name) for name in FORM_FIELDS]
     assert len(set(labels)) == len(labels) and all(labels)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from scripted_backend import FixedSampler, ScriptedBackend
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from tokrace.backends.base import GenerationParams
 from tokrace.tui.app import TokraceApp
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
+from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.screen import ReplyFinished
 from tokrace.tui.widgets.error_modal import ErrorModal
 
@@ -59,7 +60,7 @@ async def test_prompt_streams_reply_with_summary_and_telemetry(tiny_model: Path)
         figures = str(app.screen.query_one("#figures", Static).render())
         assert "tokens    40" in figures
         assert app.chat.history[-1].role == "assistant"
-        assert app.query_one("#prompt", Input).value == ""
+        assert app.query_one("#prompt", PromptArea).value == ""
 
 
 async def test_escape_stops_the_reply_and_keeps_the_partial(slow_prompt_model: Path) -> None:
@@ -114,7 +115,7 @@ async def test_bad_model_file_shows_dismissible_error(tmp_path: Path) -> None:
         await pilot.pause(0.1)
         assert not isinstance(app.screen, ErrorModal)
         assert "no model loaded" in str(app.chat.query_one("#status", Static).render())
-        assert app.chat.query_one("#prompt", Input).disabled
+        assert app.chat.query_one("#prompt", PromptArea).disabled
 
 
 async def test_zero_token_reply_is_explained(tiny_model: Path) -> None:
@@ -157,7 +158,7 @@ def test_chat_screen_snapshot(snap_compare) -> None:
         await pilot.pause(0.1)
         await send(pilot, "Why is the sky blue?")
         await wait_for(pilot, lambda: not app.chat.generating and app.chat.meter is not None)
-        app.chat.query_one("#prompt", Input).cursor_blink = False  # a blinking cursor is not stable
+        app.chat.query_one("#prompt", PromptArea).cursor_blink = False  # a blinking cursor is not stable
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(110, 32), run_before=run_before)

@@ -30,9 +30,10 @@ def test_parse_settings_turns_the_form_into_settings() -> None:
     assert s.n_threads == 1 and s.price_per_hour == 2.5
     empty = parse_settings(form())
     assert empty == Settings()
-    # The form changes only its fields: the rest of the settings (theme, sampling) come through.
-    base = Settings(theme="nord", temperature=0.1, n_ctx=1024)
-    assert parse_settings(form(n_threads="2"), base) == Settings(theme="nord", temperature=0.1, n_threads=2)
+    # The form changes only its fields: the rest of the settings (theme, draft) come through.
+    base = Settings(theme="nord", draft_k=3, n_ctx=1024)
+    assert parse_settings(form(n_threads="2", temperature="0.1"), base) == Settings(
+        theme="nord", draft_k=3, temperature=0.1, n_threads=2)
     bad_forms = [(form(n_ctx="x"), "context (tokens): expected a whole number above 0, got 'x'"),
                  (form(n_threads="0"), "CPU threads: expected a whole number above 0, got '0'"),
                  (form(tensor_split="1,a"), "tensor split: expected non-negative numbers"),
@@ -68,7 +69,8 @@ async def test_the_form_is_generated_from_the_settings_model(tiny_model: Path) -
             assert Settings.form_label(name) in labels, name
             assert app.screen.query_one(f"#{name}")  # one widget per field, its id the field name
         assert app.screen.query_one("#n_ctx", Input).value == "256"
-        assert app.screen.query_one("#n_threads", Input).placeholder == "all cores"
+        placeholder = app.screen.query_one("#n_threads", Input).placeholder
+        assert placeholder == Settings.knob("n_threads").placeholder == "physical cores"
         await set_field(app, "n_threads", "1")
         await pilot.pause(0.1)
         await pilot.click("#apply")

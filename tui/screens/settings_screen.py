@@ -1,5 +1,7 @@
-"""Load settings: context, threads, GPU offload overrides and the hardware price, with the plan they
-give shown before anything is reloaded. An impossible override is one red line, never a crash.
+"""F2 settings: sampling, system prompt and context policy (applied to the next reply), and the load
+settings (context, threads, GPU offload overrides, hardware price), with the plan they give shown before
+anything is reloaded. An impossible override is one red line, never a crash. Each keystroke replans from
+the header parsed at load time (no file is read here); the dialog scrolls, so it fits 80×24.
 
 The form is generated from ``tokrace.settings.Settings``: its fields are the settings with a
 ``form_row``, each input's id is the field name, labels, placeholders and parsing come from the field's
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -48,11 +50,11 @@ def parse_settings(values: Mapping[str, str], base: Settings | None = None) -> S
 class SettingsScreen(ModalScreen[Settings | None]):
     DEFAULT_CSS = """
     SettingsScreen { align: center middle; }
-    SettingsScreen > Vertical { width: 100; height: auto; max-height: 40; padding: 1 2;
-                                border: thick $accent; background: $surface; }
+    SettingsScreen > VerticalScroll { width: 100; max-width: 100%; height: auto; max-height: 100%;
+                                      padding: 0 1; border: thick $accent; background: $surface; }
     SettingsScreen Horizontal { height: auto; }
     SettingsScreen .field { width: 1fr; height: auto; margin-right: 1; }
-    SettingsScreen #plan { height: auto; margin: 1 0; color: $text-muted; }
+    SettingsScreen #plan { height: auto; margin: 0 0 1 0; color: $text-muted; }
     SettingsScreen #plan.error { color: $error; }
     SettingsScreen Button { margin-right: 2; }
     """
@@ -64,6 +66,9 @@ class SettingsScreen(ModalScreen[Settings | None]):
         self.path = path
         self.gpus = list(gpus)
         self.current = current
+        # The header was parsed once, when the model loaded (off the UI thread): the tensor table is in
+        # ``info``. Reading the file again per keystroke froze the app (~8 s a key for a 262k vocabulary).
+        self.head = HeadBytes.from_info(info)
 
     def compose(self) -> ComposeResult:
         def field(name: str) -> Vertical:
@@ -77,15 +82,16 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 widget = Input(self.current.as_text(name), placeholder=placeholder, id=name)
             return Vertical(Label(knob.label), widget, classes="field")
 
-        with Vertical():
-            yield Label(f"[b]Load settings[/b] · {len(self.gpus) or 'no'} GPU(s) detected")
+        with VerticalScroll():
+            yield Label(f"[b]Settings[/b] · {len(self.gpus) or 'no'} GPU(s) detected · sampling applies to"
+                        " the next reply; context, threads and GPU fields reload the model")
             for row in FORM_ROWS:
                 with Horizontal():
                     for name in row:
                         yield field(name)
             yield Static("", id="plan", markup=False)
             with Horizontal():
-                yield Button("Apply and reload", variant="primary", id="apply")
+                yield Button("Apply", variant="primary", id="apply")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
@@ -111,7 +117,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
             plan = plan_split(self.info, gpus_from_samples(self.gpus), n_ctx=r.n_ctx,
                               n_gpu_layers=r.n_gpu_layers, tensor_split=r.tensor_split,
                               split_mode=r.split_mode, main_gpu=r.main_gpu,
-                              head=HeadBytes.from_file(self.path))
+                              head=self.head)
         except TokraceError as err:
             out.update(say(err))
             out.add_class("error")
