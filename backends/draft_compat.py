@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Literal
 
 import llama_cpp
-import numpy as np
 
 from tokrace.backends.base import CancelToken, LoadConfig
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
@@ -147,14 +146,13 @@ class ModelDrafter(Drafter):
         vocab = llama._model.vocab
         out: list[int] = []
         while True:
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
-            token = int(logits.argmax())
+            token = self.backend.greedy_token()  # argmax of the last position's logits
             out.append(token)
             # Nothing follows an end-of-generation token; the last proposal need not be evaluated
             # (the next call evaluates it if the target accepts it).
             if len(out) >= k or llama_cpp.llama_vocab_is_eog(vocab, token):
                 return out
-            llama.eval([token])
+            self.backend.decode_one(token)  # llama.eval([token]) without its per-call Python
 
     def reset(self) -> None:
         self.backend.reset()

@@ -12,11 +12,13 @@ from tokrace.backends.base import Backend, LoadConfig
 
 
 def draft_load_config(target: LoadConfig, path: str, name: str) -> LoadConfig:
-    """The draft model's load settings: the target's context size, threads and batch, all of it on
-    the target's main GPU (a draft is small; splitting it across GPUs would only add latency)."""
+    """The draft model's load settings: the target's context size, threads, batch sizes and flash
+    attention, all of it on the target's main GPU (a draft is small; splitting it across GPUs would
+    only add latency)."""
     return LoadConfig(
         path=path, name=name, n_ctx=target.n_ctx, n_threads=target.n_threads, n_batch=target.n_batch,
-        n_gpu_layers=-1, split_mode="none", main_gpu=target.main_gpu,
+        n_ubatch=target.n_ubatch, flash_attn=target.flash_attn, n_gpu_layers=-1, split_mode="none",
+        main_gpu=target.main_gpu,
     )
 
 
@@ -46,7 +48,10 @@ def build_drafted_backend(
     from tokrace.backends.speculative import DEFAULT_K, SpeculativeBackend
 
     drafter: Drafter = PromptLookupDrafter() if draft is None else ModelDrafter(draft)
-    # Flash attention: a token's logits then do not depend on its batch, so verification batches
-    # reproduce plain decoding's greedy choices on quantized models too (see LlamaCppBackend).
-    target = LlamaCppBackend(replace(config), flash_attn=True)
+    # The same flash-attention setting as a plain load of ``config`` (``.plain`` is this very target):
+    # with it on (llama.cpp's "auto" on CPUs and most GPUs) a token's logits do not depend on how many
+    # tokens share its batch, so verification batches reproduce plain decoding's greedy choices, on
+    # quantized models too. With "off", llama.cpp's CPU attention may round a 1-token decode and a
+    # batch differently, and a drafted reply can then part from the plain one.
+    target = LlamaCppBackend(replace(config))
     return SpeculativeBackend(target, drafter, k=k or DEFAULT_K, adaptive=adaptive)

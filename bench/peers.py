@@ -1,6 +1,7 @@
 """tokrace against llama.cpp's own tools, same file, same llama.cpp source, same build flags, one run.
 
-    python bench/peers.py MODEL.gguf [--threads 2] [--rounds 3] [--n-gen 128] [--build-only]
+    python bench/peers.py MODEL.gguf [--threads 2] [--rounds 3] [--n-gen 128] [--flash-attn auto]
+                                     [--no-tui] [--build-only]
 
 1. Builds ``llama-bench`` and ``llama-server`` once from the llama.cpp source vendored in the installed
    llama-cpp-python's sdist (fetched from the package index with ``pip download --no-binary``), with the
@@ -8,9 +9,13 @@
    dir (``peers/<version>/``). About 10 minutes on 2 cores the first time.
 2. Then, interleaved round by round so that load on the machine hits both sides alike:
    - ``pp512`` / ``tg128``: ``llama-bench -r 1`` vs ``tokrace bench -r 1`` (same threads, same
-     flash-attention setting as tokrace loads with);
+     flash-attention setting: ``auto`` by default, both tools' default);
    - a greedy chat reply of ``--n-gen`` tokens: llama-server's ``timings.predicted_per_second`` vs
-     ``tokrace chat --json``'s ``gen_tok_s`` (same prompt, same chat template, temperature 0).
+     ``tokrace chat --json``'s ``gen_tok_s`` (same prompt, same chat template, temperature 0);
+   - what a user sees: the chat TUI running in a real pseudo-terminal (120×40, its output read and
+     thrown away as a terminal would draw it), the same prompt typed in, its reply's ``gen_tok_s``
+     from the speed log, vs ``tokrace chat --json`` (an in-process headless app is not the same: it
+     does not write a screen to a terminal, and its test driver changes the event loop's pace).
 3. Prints a Markdown table: median of each side over the rounds, and tokrace ÷ reference.
 
 Ratios measured this way mean something on a busy machine; absolute figures do not (llama.cpp's
@@ -20,18 +25,24 @@ threads spin: any other load on a core collapses a decode).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import pty
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import termios
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
                       "-DGGML_BMI2=ON")
@@ -115,14 +126,97 @@ def start_server(tools: Path, model: Path, threads: int,
     raise SystemExit("llama-server did not come up in 120 s")
 
 
+class PtyApp:
+    """A command in a pseudo-terminal of ``cols``×``rows``; its output is drained on a thread (what a
+    terminal does), ``quiet_for`` tells how long it has written nothing."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], cols: int = 120, rows: int = 40) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the TUI
+            os.execvpe(cmd[0], cmd, env)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.pid, self.fd = pid, fd
+        self.bytes = 0
+        self.tail = b""
+        """The last bytes written to the terminal (to find a status text in)."""
+        self.last_output = time.monotonic()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.bytes += len(data)
+            self.tail = (self.tail + data)[-65536:]
+            self.last_output = time.monotonic()
+
+    def quiet_for(self) -> float:
+        return time.monotonic() - self.last_output
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def close(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        with _suppress():
+            self.type("\x11")  # Ctrl+Q
+        while time.monotonic() < deadline:
+            done, _status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        with _suppress():
+            os.close(self.fd)
+
+
+def _suppress() -> Any:
+    import contextlib
+
+    return contextlib.suppress(OSError)
+
+
+def tui_reply(model: Path, threads: str, n_gen: int, flash_attn: str, home: Path) -> float:
+    """``gen_tok_s`` of one reply to ``PROMPT`` typed into the chat TUI in a pseudo-terminal."""
+    log = home / "data" / "speedlog" / "replies.jsonl"
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    env = {**os.environ, "TOKRACE_HOME": str(home), "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+    app = PtyApp([sys.executable, "-m", "tokrace", "-m", str(model), "-n", str(n_gen), "--temperature", "0",
+                  "--threads", threads, "--flash-attn", flash_attn], env)
+    try:
+        deadline = time.monotonic() + 120
+        # Loaded: the status line names the threads and context ("… · 2 threads · ctx 4096 …").
+        while time.monotonic() < deadline and not (b"threads" in app.tail and b"ctx" in app.tail):
+            time.sleep(0.1)
+        while time.monotonic() < deadline and app.quiet_for() < 1.0:
+            time.sleep(0.1)  # and drawn
+        app.type(PROMPT + "\r")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if len(lines) > before:
+                return float(json.loads(lines[before])["gen_tok_s"] or 0)
+            time.sleep(0.2)
+        raise SystemExit("the TUI did not record a reply in 600 s")
+    finally:
+        app.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path, nargs="?")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-gen", type=int, default=128)
-    ap.add_argument("--flash-attn", choices=["on", "off"], default="off",
-                    help="the same setting for both sides (tokrace's plain loads use off)")
+    ap.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                    help="the same setting for both sides (default: auto, both tools' default)")
+    ap.add_argument("--no-tui", action="store_true", help="skip the TUI-in-a-terminal comparison")
     ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args(argv)
     tools = build_tools()
@@ -131,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.model is None:
         ap.error("give a MODEL.gguf")
-    t, fa = str(args.threads), "1" if args.flash_attn == "on" else "0"
+    t, fa = str(args.threads), args.flash_attn
     tokrace = [sys.executable, "-m", "tokrace"]
-    figures: dict[str, list[tuple[float, float]]] = {"pp512": [], "tg128": [], f"chat {args.n_gen}": []}
+    chat_name, tui_name = f"chat {args.n_gen}", f"TUI in a terminal, {args.n_gen}"
+    figures: dict[str, list[tuple[float, float]]] = {"pp512": [], "tg128": [], chat_name: []}
+    if not args.no_tui:
+        figures[tui_name] = []
+    home = Path(tempfile.mkdtemp(prefix="tokrace-peers-"))  # the TUI's speed log, settings: its own
     server, port = start_server(tools, args.model, args.threads, args.flash_attn)
     try:
         server_reply(port, 8)  # warm-up
@@ -141,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = run_json([str(tools / "llama-bench"), "-m", str(args.model), "-p", "512", "-n", "128",
                             "-r", "1", "-t", t, "-fa", fa, "-o", "json"])
             ours = run_json([*tokrace, "bench", str(args.model), "-p", "512", "-n", "128", "-r", "1",
-                             "--threads", t, "--json", "--no-log", "-q"])
+                             "--threads", t, "--flash-attn", fa, "--json", "--no-log", "-q"])
             assert isinstance(ref, list) and isinstance(ours, list)
             for test in ("pp512", "tg128"):
                 n_prompt, n_gen = (512, 0) if test == "pp512" else (0, 128)
@@ -150,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                 figures[test].append((float(a), float(b)))
             a = server_reply(port, args.n_gen)
             chat = run_json([*tokrace, "chat", "-m", str(args.model), "--prompt", PROMPT, "-n",
-                             str(args.n_gen), "--temperature", "0", "--threads", t, "--json"])
+                             str(args.n_gen), "--temperature", "0", "--threads", t, "--flash-attn", fa,
+                             "--json"])
             assert isinstance(chat, dict)
-            figures[f"chat {args.n_gen}"].append((a, float(chat["gen_tok_s"] or 0)))
+            headless = float(chat["gen_tok_s"] or 0)
+            figures[chat_name].append((a, headless))
+            if not args.no_tui:
+                figures[tui_name].append((headless, tui_reply(args.model, t, args.n_gen, fa, home)))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         server.terminate()
@@ -162,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, pairs in figures.items():
         ref_med = statistics.median(p[0] for p in pairs)
         our_med = statistics.median(p[1] for p in pairs)
-        tool = "llama-server" if name.startswith("chat") else "llama-bench"
+        tool = ("llama-server" if name.startswith("chat") else "tokrace chat --json" if name.startswith("TUI")
+                else "llama-bench")
         print(f"| {name} | {tool} {ref_med:.1f} | {our_med:.1f} | {our_med / ref_med:.2f} |")
     return 0
 

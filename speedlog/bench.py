@@ -50,6 +50,8 @@ class BenchResult:
             "n_gen": r.n_gen,
             "n_threads": r.n_threads,
             "n_batch": r.n_batch,
+            "n_ubatch": r.n_ubatch,
+            "flash_attn": {"on": 1, "off": 0}.get(r.flash_attn or ""),  # llama-bench's coding; None: unknown
             "n_gpu_layers": r.n_gpu_layers,
             "split_mode": r.split_mode,
             "tensor_split": "/".join(f"{v:.2f}" for v in r.tensor_split) if r.tensor_split else "0.00",
@@ -84,7 +86,8 @@ def settings_key(r: ReplyRecord) -> tuple[Any, ...]:
     """Runs are comparable when the same file ran the same test with the same settings."""
     model = r.model_sha256 or f"{r.model_filename}:{r.model_size}"
     split = tuple(r.tensor_split or ())
-    return (model, r.test, r.n_threads, r.n_batch, r.n_gpu_layers, r.split_mode, split, r.backend)
+    return (model, r.test, r.n_threads, r.n_batch, r.n_ubatch, r.flash_attn, r.n_gpu_layers, r.split_mode,
+            split, r.backend)
 
 
 HISTORY_RUNS = 5

@@ -32,7 +32,8 @@ FORMATS: tuple[str, ...] = ("jsonl", "csv", "md")
 
 LLAMA_BENCH_FIELDS: tuple[str, ...] = (
     "build_commit", "cpu_info", "gpu_info", "backends", "model_filename", "model_type", "model_size",
-    "model_n_params", "n_batch", "n_threads", "n_gpu_layers", "split_mode", "main_gpu", "tensor_split",
+    "model_n_params", "n_batch", "n_ubatch", "n_threads", "n_gpu_layers", "split_mode", "main_gpu",
+    "flash_attn", "tensor_split",
     "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts",
     "samples_ns", "samples_ts",
 )
@@ -75,10 +76,13 @@ def export_row(r: ReplyRecord) -> dict[str, Any]:
         "model_size": r.model_size,
         "model_n_params": r.model_n_params,
         "n_batch": r.n_batch,
+        "n_ubatch": r.n_ubatch,
         "n_threads": r.n_threads,
         "n_gpu_layers": r.n_gpu_layers,
         "split_mode": r.split_mode,
         "main_gpu": r.main_gpu,
+        # llama-bench's coding: 1 on, 0 off (what was used: tokrace resolves "auto"); "" unknown.
+        "flash_attn": {"on": 1, "off": 0}.get(r.flash_attn or "", ""),
         "tensor_split": _tensor_split(r.tensor_split),
         "n_prompt": n_prompt,
         "n_gen": n_gen,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from scripted_backend import FixedSampler, ScriptedBackend
@@ -11,11 +12,12 @@ from scripted_gguf import NEWLINE, write_scripted_llama
 from test_prompt_templates import BROKEN, GEMMA2
 from test_tui_chat import RecordingApp, send, wait_for
 from textual import events
-from textual.widgets import Input, Markdown
+from textual.widgets import Markdown
 
 from tokrace.backends.base import ChatMessage, GenerationParams
 from tokrace.settings import Settings
 from tokrace.tui.chat.messages import AssistantMessage
+from tokrace.tui.chat.prompt import PromptArea
 
 PARAMS = GenerationParams(max_tokens=8, temperature=0)
 
@@ -48,8 +50,9 @@ async def test_failed_send_leaves_history_and_returns_the_text(tmp_path: Path) -
         await wait_for(pilot, lambda: len(app.finished) == 1)
         assert app.finished[0].finished.stop_reason == "error"
         assert app.chat.history == []
-        assert app.query_one("#prompt", Input).value == long.strip()  # nothing typed is lost
-        app.query_one("#prompt", Input).value = ""
+        assert app.query_one("#prompt", PromptArea).value == long.strip()  # nothing typed is lost
+        app.query_one("#prompt", PromptArea).value = ""
+        await pilot.pause()  # the box shrinks back to one line before it is clicked
         await send(pilot, "hi")
         await wait_for(pilot, lambda: len(app.finished) == 2)
         assert app.finished[1].finished.text == " ok"
@@ -107,12 +110,15 @@ async def test_dragging_over_a_streaming_bullet_list_never_ends_the_app() -> Non
                        and app.chat.meter.stats.completion_tokens > 0)
         screen = app.screen
         n = 0
-        while not app.finished:
+        # Drags for as long as the reply streams (bounded: a slow machine still ends the test).
+        deadline = time.monotonic() + 30
+        while not app.finished and time.monotonic() < deadline:
             x, y = 10 + n % 40, 3 + (n * 7) % 30
             for cls in (events.MouseDown, events.MouseMove, events.MouseMove, events.MouseUp):
                 screen._forward_event(_mouse(cls, x, y))  # as App delivers them, between frames
                 x, y = x + 3, y + 1
             n += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.005)  # the stream and the renders go on between drags
+        await wait_for(pilot, lambda: bool(app.finished), timeout=60)
         assert n > 0 and app.is_running
         assert app.finished[0].finished.stop_reason == "stop"
