@@ -18,6 +18,39 @@ if TYPE_CHECKING:
 
 Role: TypeAlias = Literal["system", "user", "assistant"]
 SplitMode: TypeAlias = Literal["none", "layer", "row"]
+FlashAttn: TypeAlias = Literal["auto", "on", "off"]
+FLASH_ATTN_CHOICES: tuple[FlashAttn, ...] = ("auto", "on", "off")
+DEFAULT_N_BATCH = 2048
+"""llama.cpp's default logical batch (tokens per ``llama_decode`` call; llama-bench, llama-server)."""
+DEFAULT_N_UBATCH = 512
+"""llama.cpp's default physical batch (tokens per graph evaluation)."""
+
+
+def default_threads() -> int:
+    """llama.cpp's default thread count (``cpu_get_num_math``): one thread per physical core.
+
+    Linux: the distinct ``thread_siblings`` sets of the CPUs this process may run on (hyper-threads of
+    one core count once); elsewhere, or when sysfs says nothing: the logical CPUs, halved from 4 up
+    (llama.cpp's own fallback). Always ≥ 1.
+    """
+    import os
+    from pathlib import Path
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores: set[str] = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings").read_text().strip())
+        except OSError:
+            cores.clear()
+            break
+    if cores:
+        return len(cores)
+    n = len(cpus) or 1
+    return n // 2 if n >= 4 else n
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +75,20 @@ class GenerationParams:
 
 @dataclass(slots=True)
 class LoadConfig:
-    """How to load a model; GPU fields are ignored by CPU-only builds (the backend says so)."""
+    """How to load a model; GPU fields are ignored by CPU-only builds (the backend says so).
+
+    The defaults are llama.cpp's own (llama-bench, llama-server): ``n_threads`` ``None`` = one per
+    physical core (``default_threads``), ``n_batch`` 2048 and ``n_ubatch`` 512 tokens, flash attention
+    ``auto`` (llama.cpp turns it on where every layer's device supports it; the loaded model's
+    ``LoadedModel.flash_attn`` says what was used).
+    """
 
     path: str
     n_ctx: int = 4096
     n_threads: int | None = None
-    n_batch: int = 512
+    n_batch: int = DEFAULT_N_BATCH
+    n_ubatch: int = DEFAULT_N_UBATCH
+    flash_attn: FlashAttn = "auto"
     n_gpu_layers: int = -1
     split_mode: SplitMode = "layer"
     tensor_split: list[float] | None = None
@@ -76,6 +117,13 @@ class LoadedModel:
     """Which chat formatting is used, in words (shown in the UI)."""
     gpu_offload: bool
     """Whether this build can offload to a GPU at all (``llama_supports_gpu_offload``)."""
+    flash_attn: str | None = None
+    """Flash attention as llama.cpp used it: ``"on"`` or ``"off"`` (``"auto"`` resolved), ``None`` when
+    the engine does not say (a remote server)."""
+    n_batch: int = 0
+    """Logical batch in tokens as loaded (0: unknown, a remote server)."""
+    n_ubatch: int = 0
+    """Physical batch in tokens as loaded (0: unknown)."""
 
     @property
     def size_label(self) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-StopReason: TypeAlias = Literal["stop", "length", "cancelled", "error"]
+StopReason: TypeAlias = Literal["stop", "length", "context", "cancelled", "error"]
+"""Why a reply ended: the model ended its turn or a stop string matched (``stop``), ``max_tokens`` was
+reached (``length``), the context filled (``context``), the user stopped it, or it failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,10 +118,9 @@ class ReplyStats:
             parts.append(
                 f"draft {self.accepted}/{self.drafted} accepted ({self.acceptance_rate:.0%})"
             )
-        if self.stop_reason in ("cancelled", "error", "length"):
-            parts.append({"cancelled": "stopped", "error": "error", "length": "max tokens"}[
-                self.stop_reason
-            ])
+        if self.stop_reason in ("cancelled", "error", "length", "context"):
+            parts.append({"cancelled": "stopped", "error": "error", "length": "max tokens",
+                          "context": "context full"}[self.stop_reason])
         return " · ".join(parts)
 
     def to_dict(self, *, with_token_times: bool = False) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class LaneResult:
     @property
     def ok(self) -> bool:
         return self.ran and self.error is None and self.finished is not None \
-            and self.finished.stop_reason in ("stop", "length")
+            and self.finished.stop_reason in ("stop", "length", "context")
 
     @property
     def t_start(self) -> float | None:
@@ -150,6 +150,8 @@ class Lane:
     recorder: Any = None
     """A ``speedlog.SessionRecorder`` (kind="race"), or None when nothing is logged."""
     last: LaneResult | None = None
+    system: str | None = None
+    """The system prompt both lanes start from (``--system``); never part of ``history``."""
     last_committed: bool = False
     """Whether the last race turn entered ``history`` (``undo_last_turn`` undoes only that one)."""
     _model: LoadedModel | None = None
@@ -209,7 +211,8 @@ class Lane:
             self._warm = False
 
     def messages(self, prompt: str) -> list[ChatMessage]:
-        return [*self.history, ChatMessage("user", prompt)]
+        system = [ChatMessage("system", self.system)] if self.system else []
+        return [*system, *self.history, ChatMessage("user", prompt)]
 
     def commit(self, prompt: str, result: LaneResult, *, keep: bool) -> None:
         """Record ``result`` as this lane's last, and add the turn to the history when ``keep`` (see

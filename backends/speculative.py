@@ -186,12 +186,12 @@ class SpeculativeBackend(Backend):
             yield from self._generate(prompt, params, cancel or CancelToken(), stops)
 
     def _decode(self, tokens: Sequence[int]) -> None:
-        """Decode ``tokens`` after the target's cache, asking logits for every one of them."""
+        """Decode ``tokens`` after the target's cache, asking logits for every one of them. The cache
+        holds exactly ``llama.n_tokens`` positions here (each step trims what it rejected)."""
         llama = self.target.llama
         assert self._batch is not None, "load() first"
         batch = self._batch.batch
         n0 = llama.n_tokens
-        llama._ctx.kv_cache_seq_rm(0, n0, -1)
         for i, token in enumerate(tokens):
             batch.token[i] = token
             batch.pos[i] = n0 + i
@@ -206,11 +206,11 @@ class SpeculativeBackend(Backend):
     def _take(self, r: _Reply, token: int, t: float, drafted: bool, n_cached: int) -> TokenGenerated | None:
         """Account one sampled token (``n_cached``: tokens in the target's cache before it, as plain
         decoding would have it). Sets ``r.done`` when the reply ends; ``None`` for end-of-generation."""
-        if self.target.ends_turn(token):
+        data, ends = self.target.piece(token)
+        if ends:
             r.reason, r.done = "stop", True
             return None
-        event = TokenGenerated(r.n_generated, token, r.assembler.push(self.target.token_bytes(token)),
-                               t, drafted)
+        event = TokenGenerated(r.n_generated, token, r.assembler.push(data), t, drafted)
         r.n_generated += 1
         r.context.append(token)
         if r.assembler.stopped_by is not None:
@@ -219,7 +219,7 @@ class SpeculativeBackend(Backend):
             r.done = True
         elif n_cached + 1 >= r.n_ctx:  # the same limit as plain decoding
             r.notice = f"the context ({r.n_ctx} tokens) is full: {{action:new_chat}}"
-            r.done = True
+            r.reason, r.done = "context", True
         return event
 
     def _draft_failed(self, r: _Reply, err: BaseException) -> None:
@@ -242,6 +242,9 @@ class SpeculativeBackend(Backend):
             return
         assert llama._sampler is not None  # open_request built it
         sampler, ctx = llama._sampler.sampler, llama._ctx.ctx
+        # Greedy: argmax of each position's logits, exactly what the chain would pick (and what plain
+        # decoding picks), without building an n_vocab candidate array per position.
+        greedy = target.greedy_token if target.is_greedy(params) else None
         r = _Reply(TextAssembler([*stops, *params.stop]), list(tokens), params.max_tokens, model.n_ctx)
         r.notices += [n for n in (target.take_load_notice(),
                                   prompt.notice if isinstance(prompt, RenderedPrompt) else None) if n]
@@ -263,7 +266,7 @@ class SpeculativeBackend(Backend):
             yield PromptProcessed(t1, len(tokens) - reused, t1 - t0)
             if cancel.cancelled:
                 raise PromptAborted
-            first = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
+            first = greedy(-1) if greedy else llama_cpp.llama_sampler_sample(sampler, ctx, -1)
             event = self._take(r, first, time.perf_counter(), False, llama.n_tokens)
             if event is not None:
                 yield event
@@ -287,7 +290,7 @@ class SpeculativeBackend(Backend):
                     if i and cancel.cancelled:
                         r.reason, r.done = "cancelled", True
                         break
-                    token = llama_cpp.llama_sampler_sample(sampler, ctx, i)
+                    token = greedy(i) if greedy else llama_cpp.llama_sampler_sample(sampler, ctx, i)
                     t = time.perf_counter()
                     is_draft = i < len(draft) and token == draft[i]
                     event = self._take(r, token, t, is_draft, n0 + i + 1)

@@ -43,6 +43,7 @@ class SizesAction(argparse.Action):
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tokrace.cli.common import positive_int
+    from tokrace.settings import add_settings_args
 
     p = subparsers.add_parser(
         "bench",
@@ -59,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-r", "--repetitions", type=positive_int, default=5, metavar="R",
                    help="runs of each test; results are mean ± sd (default: 5)")
     p.add_argument("--threads", "-t", type=threads_int, default=None, metavar="N",
-                   help="CPU threads (default: all cores)")
+                   help="CPU threads (default: one per physical core, as llama.cpp)")
+    add_settings_args(p, ["flash_attn", "n_batch", "n_ubatch"])  # declared once, in Settings
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="a JSON array: one object per model and test")
     out.add_argument("--md", action="store_true", help="a Markdown table (the default)")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.cli.words import say
     from tokrace.model_registry.errors import TokraceError
     from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
+    from tokrace.settings import Settings, settings_from_args
     from tokrace.speedlog import new_session_id
     from tokrace.speedlog.bench import markdown_table, regression_message
     from tokrace.speedlog.store import TolerantLog
@@ -108,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda msg: err(f"bench: {msg}"))
     draft = DraftSpec(ref=args.draft, k=args.draft_k)
     # Every model and draft is found and checked (vocabulary too) before any test runs.
-    found = [resolve(LoadSpec(model=ref, n_threads=args.threads, draft=draft)) for ref in args.models]
+    engine = settings_from_args(args, Settings())  # the engine flags only: bench ignores settings.toml
+    found = [resolve(LoadSpec(model=ref, n_threads=args.threads, draft=draft, flash_attn=engine.flash_attn,
+                              n_batch=engine.n_batch, n_ubatch=engine.n_ubatch)) for ref in args.models]
     gpus = detect_gpus()
     # A log that cannot be read or written is a warning after the results, never instead of them.
     log = TolerantLog.open()

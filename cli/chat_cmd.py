@@ -24,8 +24,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     common.add_model_args(p)
     p.add_argument("--prompt", "-p", required=True, help="the user message ('-' reads stdin)")
-    p.add_argument("--system", default=None,
-                   help="a system message (default: none; base models run as plain completion ignore it)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     common.add_generation_args(p)
     common.add_gpu_args(p)
@@ -87,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise TokraceError("the prompt is empty: give --prompt some text"
                            + (" (stdin had none)" if args.prompt == "-" else ""), kind="usage")
-    system = text_arg(args.system, "--system") if args.system else None
+    # --system comes from Settings (system_prompt): the flag, or settings.toml.
+    system = text_arg(settings.system_prompt, "--system") if settings.system_prompt else None
     out = ReplyWriter(sys.stdout)  # exact text to a pipe, controls made visible on a terminal
     gpus = detect_gpus()
     # With a GPU, sample it over the reply for peak VRAM and energy (nothing to add on a CPU).
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {say(finished.notice)}", file=sys.stderr)
     try:
         session.record(stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
-                       energy_j=window.energy_j if window else None)
+                       energy_j=window.energy_j if window else None, sampling=settings.generation_params())
     except TokraceError as err:
         print(f"tokrace: warning: speed log not written: {say(err)}", file=sys.stderr)
     finally:

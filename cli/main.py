@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common.add_model_args(parser)
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="ID",
+                        help="continue a saved conversation: its id (or the start of it), a .jsonl path,"
+                             " or nothing for the latest (F3 in the app lists them)")
     common.add_generation_args(parser, defaults_only=True)
     common.add_gpu_args(parser)
     importlib.import_module("tokrace.cli.draft_args").add_draft_args(parser)
@@ -56,7 +59,12 @@ def _run_tui(args: argparse.Namespace) -> int:
     from tokrace.cli import common
     from tokrace.tui.app import TokraceApp
 
-    app = TokraceApp(settings=common.settings_for(args))
+    resume = None
+    if getattr(args, "resume", None) is not None:
+        from tokrace.conversations import find_conversation
+
+        resume = find_conversation(args.resume)  # none or several: one line, exit 2
+    app = TokraceApp(settings=common.settings_for(args), resume=resume)
     # Our own loop, not asyncio.run(): asyncio.run() joins the worker threads on the way out, so quitting
     # during a load stuck on the network would wait for it (minutes).
     loop = asyncio.new_event_loop()

@@ -111,6 +111,8 @@ def table(plan: RacePlan, race: RaceResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tokrace.session import LoadSpec
+
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     if args.prompt is None:
         if args.json:
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
         setup = RaceSetup(refs=[args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
                           request=settings.placement_request(), drafts=(args.draft_a, args.draft_b),
-                          draft_k=settings.draft_k)
+                          draft_k=settings.draft_k, base=LoadSpec.from_settings(settings),
+                          system=settings.system_prompt)
         TokraceApp(settings=settings, race=setup).run()
         return 0
 
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     # Every model and draft is resolved, checked and placed before anything runs (strict): a bad lane
     # B stops the race before lane A spends a minute generating.
     plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
+                     base=LoadSpec.from_settings(settings), system=settings.system_prompt,
                      request=settings.placement_request(), gpus=gpus,
                      progress=common.StderrProgress(), drafts=(args.draft_a, args.draft_b),
                      draft_k=settings.draft_k, strict=True)
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     # After the race, not as each lane ends: a recorder hashes the model file on a thread, which would
     # steal CPU from a lane still racing. Every run is a real reply: all go to the log.
     for run_results in race.runs:
-        for error in record_race(plan.lanes, run_results):
+        for error in record_race(plan.lanes, run_results, sampling=settings.generation_params()):
             print(f"note: speed log not written: {error}", file=sys.stderr)
     for lane in plan.lanes:
         lane.unload()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.base import GenerationParams, LoadConfig, LoadedModel
 from tokrace.backends.meter import ReplyStats
 from tokrace.model_registry.errors import render
 from tokrace.speedlog.hardware import Hardware, describe_hardware
@@ -62,6 +62,12 @@ class ReplyRecord:
     backend: str = "llama.cpp"
     n_ctx: int = 0
     n_batch: int = 0
+    """llama.cpp's logical batch in tokens as loaded (0: unknown)."""
+    n_ubatch: int = 0
+    """llama.cpp's physical batch in tokens as loaded (0: unknown, older records)."""
+    flash_attn: str | None = None
+    """Flash attention as llama.cpp used it, ``"on"`` or ``"off"`` (``"auto"`` resolved); ``None``:
+    unknown (a remote engine, older records)."""
     n_threads: int = 0
     n_gpu_layers: int = 0
     split_mode: str = "layer"
@@ -107,6 +113,10 @@ class ReplyRecord:
     token_times_s: list[float] | None = None
     """Each generated token's time since submit (optional; plots)."""
     llama_perf: dict[str, Any] | None = None
+    sampling: dict[str, Any] | None = None
+    """The reply's sampling settings (``temperature``, ``top_k``, ``top_p``, ``min_p``,
+    ``repeat_penalty``, ``seed``: ``None`` = random, ``max_tokens``); ``None``: not recorded (older
+    records, bench)."""
     # Remote engines (``backend == "remote"``); ``None`` for in-process replies.
     engine: str | None = None
     """The serving engine as probed (``llama-server``, ``vLLM 0.6.3``…)."""
@@ -191,7 +201,9 @@ def _model_fields(
         "model_n_params": model.n_params,
         "template": model.template,
         "n_ctx": model.n_ctx,
-        "n_batch": config.n_batch,
+        "n_batch": model.n_batch or config.n_batch,
+        "n_ubatch": model.n_ubatch or config.n_ubatch,
+        "flash_attn": model.flash_attn,
         "n_threads": model.n_threads,
         "n_gpu_layers": config.n_gpu_layers,
         "split_mode": config.split_mode,
@@ -204,6 +216,13 @@ def _model_fields(
         "gpu_info": list(hardware.gpu_names),
         "gpu_driver": hardware.gpu_driver,
     }
+
+
+def sampling_fields(params: GenerationParams) -> dict[str, Any]:
+    """The ``sampling`` object of a record: what decides which tokens a reply picks."""
+    return {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
+            "min_p": params.min_p, "repeat_penalty": params.repeat_penalty, "seed": params.seed,
+            "max_tokens": params.max_tokens}
 
 
 def make_record(
@@ -221,8 +240,9 @@ def make_record(
     hardware: Hardware | None = None,
     sha256: str | None = None,
     now: datetime | None = None,
+    sampling: GenerationParams | None = None,
 ) -> ReplyRecord:
-    """The record of one finished chat or race reply.
+    """The record of one finished chat or race reply (``sampling``: the reply's sampling settings).
 
     What ran is taken from the reply itself where the reply knows it: its draft model and k come from
     ``stats`` (the request's ``RequestStarted.draft``), so an A/B rerun without the draft is recorded
@@ -267,6 +287,7 @@ def make_record(
         # Microseconds are far below timer noise here and keep a 512-token reply's line near 5 KB.
         token_times_s=[round(t, 6) for t in stats.token_times_s] if with_token_times else None,
         llama_perf=stats.llama_perf,
+        sampling=sampling_fields(sampling) if sampling is not None else None,
     )
     if stats.endpoint is not None:
         _remote_fields(record, stats)

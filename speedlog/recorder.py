@@ -14,7 +14,7 @@ A race makes one recorder per lane with the same ``session_id`` and ``kind="race
 
 from __future__ import annotations
 
-from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.base import GenerationParams, LoadConfig, LoadedModel
 from tokrace.backends.meter import ReplyStats
 from tokrace.speedlog import hashing
 from tokrace.speedlog.record import Kind, ReplyRecord, make_record, new_session_id
@@ -55,6 +55,7 @@ class SessionRecorder:
         *,
         peak_vram_bytes: int | None = None,
         energy_j: float | None = None,
+        sampling: GenerationParams | None = None,
     ) -> ReplyRecord:
         """Append the finished reply (fsynced); raises ``TokraceError`` if the log cannot be written.
 
@@ -62,6 +63,7 @@ class SessionRecorder:
         record = make_record(
             stats, self.model, self.config, self.session_id, self.kind,
             lane=self.lane, model_id=self.model_id, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
+            sampling=sampling,
         )
         self.log.append(record)
         return record

@@ -118,7 +118,7 @@ def test_cancel_mid_reply_keeps_partial_and_backend_stays_usable(tiny_model: Pat
 
 def test_abort_during_long_prompt_evaluation(slow_prompt_model: Path) -> None:
     backend = load(slow_prompt_model, n_ctx=4096)
-    long_prompt = [ChatMessage("user", "lorem ipsum dolor sit amet " * 50)]
+    long_prompt = [ChatMessage("user", "lorem ipsum dolor sit amet " * 100)]  # ~2.7k tokens
     params = GenerationParams(max_tokens=4, temperature=0.0)
 
     full = run(backend, long_prompt, params)
@@ -165,7 +165,7 @@ def test_context_overflow_is_a_clear_error_not_a_crash(tiny_model: Path) -> None
 def test_reply_stops_when_context_fills(tiny_model: Path) -> None:
     backend = load(tiny_model, n_ctx=64)
     fin = finished_of(run(backend, params=GenerationParams(max_tokens=500, temperature=0.0)))
-    assert fin.stop_reason == "length"
+    assert fin.stop_reason == "context"  # not "length": the context filled, max_tokens did not
     assert fin.notice is not None and "context" in fin.notice
     assert fin.completion_tokens < 64
 

@@ -3,6 +3,7 @@ the verdict, cancelling, failing lanes, the memory guard and the replay's timing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -289,3 +290,24 @@ def test_a_lane_races_on_the_chat_model_instead_of_a_second_copy(tiny_model: Pat
         assert other.lanes[0].backend is None and other.lanes[0].factory is not None
     finally:
         chat.unload()
+
+
+def test_both_lanes_get_the_system_prompt_and_the_record_its_sampling(tiny_model: Path, deep_model: Path,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      ) -> None:
+    from tokrace.cli.main import main
+    from tokrace.speedlog import SpeedLog
+
+    code = main(["race", str(tiny_model), str(deep_model), "--prompt", "hi", "--system", "Be brief.",
+                 "-n", "4", "--temp", "0", "--top-k", "7", "--json", "--threads", "1"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    alone = main(["race", str(tiny_model), str(deep_model), "--prompt", "hi", "-n", "4", "--temp", "0",
+                  "--json", "--threads", "1"])
+    without = json.loads(capsys.readouterr().out)
+    assert alone == 0
+    for lane, plain in zip(data["lanes"], without["lanes"], strict=True):
+        assert lane["prompt_tokens"] > plain["prompt_tokens"]  # the system turn is in both lanes' prompts
+    records = [r for r in SpeedLog.open().read() if r.kind == "race"]
+    assert records and all(r.sampling is not None for r in records)
+    assert {r.sampling["top_k"] for r in records[:2]} == {7}

@@ -326,7 +326,10 @@ def test_prompt_lookup_on_a_real_code_edit(smollm2_path: Path) -> None:
 
 
 def test_target_is_not_created_with_logits_all(inert_target: Path, draft_path: Path) -> None:
-    backend = speculative(inert_target, draft_path, k=8)
+    # A batch below the context (llama.cpp's default 2048 would equal this model's whole context).
+    target = LlamaCppBackend(LoadConfig(path=str(inert_target), n_threads=2, n_batch=512))
+    backend = SpeculativeBackend(target, ModelDrafter(LoadConfig(path=str(draft_path), n_threads=2)), k=8)
+    backend.load()
     run(backend)
     llama = backend.target.llama
     assert llama._logits_all is False and llama.context_params.embeddings is False

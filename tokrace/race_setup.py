@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import psutil
 
-from tokrace.backends.base import Backend
+from tokrace.backends.base import Backend, GenerationParams
 from tokrace.backends.device_telemetry import GpuSample
 from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
 from tokrace.backends.race import (
@@ -84,14 +84,16 @@ def threads_label(n: int) -> str:
 
 
 def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None, *,
-                 draft: str | None = None, draft_k: int | None = None,
+                 draft: str | None = None, draft_k: int | None = None, base: LoadSpec | None = None,
                  ) -> tuple[Lane, ResolvedSpec | RemoteSpec | None]:
     """Resolve ``ref`` (and its ``draft``) to files and size its memory need; errors stay on the lane
-    as one line (the other lane still races)."""
+    as one line (the other lane still races). ``base`` carries the load settings every lane shares
+    (flash attention, batch sizes)."""
     lane = Lane(label=label, ref=ref)
     try:
-        found = resolve(LoadSpec(model=ref, draft=DraftSpec(ref=draft, k=draft_k if draft else None)),
-                        progress=progress)
+        lane_draft = DraftSpec(ref=draft, k=draft_k if draft else None)
+        spec = replace(base or LoadSpec(), model=ref, draft=lane_draft)
+        found = resolve(spec, progress=progress)
     except TokraceError as err:
         lane.load_error = str(err)
         return lane, None
@@ -117,6 +119,8 @@ def plan_race(
     draft_k: int | None = None,
     strict: bool = False,
     reuse: Session | None = None,
+    base: LoadSpec | None = None,
+    system: str | None = None,
 ) -> RacePlan:
     """Everything before loading. Raises ``TokraceError`` when no lane can race at all, and with
     ``strict`` when any lane (its model, its draft or its placement) is bad: one line naming each.
@@ -124,12 +128,17 @@ def plan_race(
     ``drafts[i]`` gives lane i a draft model (speculative decoding), e.g. to race a model against
     itself with a draft: ``tokrace race M M --draft-b D``.
 
+    ``base``: the load settings both lanes share (flash attention, batch sizes), e.g.
+    ``LoadSpec.from_settings(settings)``; its model, threads, placement and draft are the race's own.
+
     ``reuse``: the chat's loaded model. A lane that would load the very same file with the very same
     settings (no draft) races on it instead of loading a second copy; the lane never unloads it."""
     resolved = [resolve_lane(label, ref, progress, draft=drafts[i] if i < len(drafts) else None,
-                             draft_k=draft_k)
+                             draft_k=draft_k, base=base)
                 for i, (label, ref) in enumerate(zip(LABELS, refs, strict=True))]
     lanes = [lane for lane, _ in resolved]
+    for lane in lanes:
+        lane.system = system  # the same system prompt for both: same work each turn
     if all(lane.load_error for lane in lanes):
         raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes))
     notes: list[str] = []
@@ -219,7 +228,8 @@ def lane_ceilings(lanes: Sequence[Lane], gpu_bandwidths: Sequence[float] | None,
     return out
 
 
-def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[str]:
+def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult], *,
+                sampling: GenerationParams | None = None) -> list[str]:
     """Every lane that ran goes to the speed log: one session id per race, kind="race", lane="A"/"B".
 
     Call it after the race, not as each lane ends: a recorder hashes the model file on a thread, which
@@ -236,7 +246,7 @@ def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult]) -> list[st
         try:
             recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
                                        lane=lane.label, model_id=lane.model_id)
-            recorder.record(result.stats)  # the draft and k recorded are the reply's own
+            recorder.record(result.stats, sampling=sampling)  # the draft and k recorded are the reply's own
         except TokraceError as err:
             errors.append(str(err))
     return errors

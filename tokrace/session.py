@@ -17,7 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from tokrace.backends.base import Backend, LoadConfig, LoadedModel
+from tokrace.backends.base import (
+    DEFAULT_N_BATCH,
+    DEFAULT_N_UBATCH,
+    Backend,
+    FlashAttn,
+    GenerationParams,
+    LoadConfig,
+    LoadedModel,
+)
 from tokrace.backends.draft_setup import build_drafted_backend, draft_load_config
 from tokrace.backends.placement import PlacementRequest, place
 from tokrace.backends.remote_endpoint import Endpoint, is_remote_ref, parse_endpoint
@@ -71,11 +79,18 @@ class LoadSpec:
     n_threads: int | None = None
     request: PlacementRequest = field(default_factory=PlacementRequest)
     draft: DraftSpec = field(default_factory=DraftSpec)
+    flash_attn: FlashAttn = "auto"
+    """llama.cpp's flash attention: ``auto`` (its default), ``on``, ``off``; a draft gets the same."""
+    n_batch: int | None = None
+    """Logical batch in tokens (``None``: llama.cpp's default, 2048)."""
+    n_ubatch: int | None = None
+    """Physical batch in tokens (``None``: llama.cpp's default, 512)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadSpec:
         """The load part of the user's settings (file and flags merged)."""
         return cls(model=settings.model, n_threads=settings.n_threads,
+                   flash_attn=settings.flash_attn, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
                    request=settings.placement_request(),
                    draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
                                    adaptive=settings.adaptive_k))
@@ -212,13 +227,16 @@ def place_resolved(found: ResolvedSpec | RemoteSpec, gpus: Sequence[GpuSample], 
     spec = spec or found.spec
     if isinstance(found, RemoteSpec):
         return RemotePrepared(spec, found, LoadConfig(path=found.endpoint.ref(), name=found.model_id,
-                                                      n_threads=0, n_gpu_layers=0, n_batch=0))
+                                                      n_threads=0, n_gpu_layers=0, n_batch=0,
+                                                      n_ubatch=0))
     request = spec.request
     if min_ctx is not None and request.n_ctx is None:
         request = replace(request, n_ctx=min_ctx)
     resolved = found.resolved
     config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
-                        chat_template=resolved.chat_template, n_threads=spec.n_threads)
+                        chat_template=resolved.chat_template, n_threads=spec.n_threads,
+                        flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
+                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH)
     config, plan = place(config, gpus, request)
     draft_config = None
     if found.draft is not None:
@@ -301,10 +319,12 @@ class Session:
         *,
         peak_vram_bytes: int | None = None,
         energy_j: float | None = None,
+        sampling: GenerationParams | None = None,
     ) -> ReplyRecord | None:
         """Append one finished reply to the speed log (fsynced; the first may wait for the model's
-        sha256). ``None`` when this session does not record. Raises ``TokraceError`` (kind ``log``) when
-        the log cannot be written: show it after the reply, never instead of it.
+        sha256), with the ``sampling`` settings it ran with when given. ``None`` when this session does
+        not record. Raises ``TokraceError`` (kind ``log``) when the log cannot be written: show it after
+        the reply, never instead of it.
 
         A request that failed before its first token (``stop_reason`` "error", 0 tokens: e.g. a prompt
         larger than the context) measured nothing and is not logged (``None``): it would read as a
@@ -312,7 +332,8 @@ class Session:
         if self._recorder is None or not worth_logging(stats):
             return None
         try:
-            return self._recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j)
+            return self._recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
+                                         sampling=sampling)
         except TokraceError as err:
             raise TokraceError(err.template, kind="log", facts=err.facts) from err
 

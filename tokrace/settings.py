@@ -7,7 +7,8 @@ the F2 form (``tui/screens/settings_screen.py``) and ``settings.toml`` in tokrac
 given on the command line; the file only changes when the user changes a setting in the app.
 
 ``None`` in a field means "not set": the split planner (context, GPU placement), llama.cpp (threads:
-all cores, seed: random) or the app (model: the embedded default; theme: Textual's) chooses.
+one per physical core, seed: random; batch sizes: llama.cpp's) or the app (model: the embedded
+default; theme: Textual's) chooses.
 
 Every bad value is one line in the words of the interface it came from: ``--ctx`` on the command line,
 "context (tokens)" in the F2 form, ``n_ctx`` in the file (with the file's path and what to do).
@@ -23,12 +24,19 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from tokrace.backends.base import GenerationParams, SplitMode
+from tokrace.backends.base import (
+    DEFAULT_N_BATCH,
+    DEFAULT_N_UBATCH,
+    FLASH_ATTN_CHOICES,
+    FlashAttn,
+    GenerationParams,
+    SplitMode,
+)
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.paths import config_dir
 
@@ -137,6 +145,18 @@ def choice(options: Sequence[str]) -> Parser:
     return parse
 
 
+def fraction(value: object) -> float:
+    """A number from 0 to 1 (a probability)."""
+    want = "expected a number from 0 to 1"
+    try:
+        result = number(0)(value)
+    except ValueError:
+        raise ValueError(want) from None
+    if result > 1:
+        raise ValueError(want)
+    return result
+
+
 def boolean(value: object) -> bool:
     """``true``/``false`` (TOML booleans, or that text)."""
     if isinstance(value, bool):
@@ -202,6 +222,12 @@ class Knob:
 
 SPLIT_MODES: tuple[SplitMode, ...] = ("none", "layer", "row")
 
+ContextPolicy = Literal["rolling", "middle", "stop"]
+CONTEXT_POLICIES: tuple[ContextPolicy, ...] = ("rolling", "middle", "stop")
+"""What a chat does when its history no longer fits the context (``tokrace.context``). Default rolling:
+a chat kept open all day must never dead-end, and the next reply depends most on the latest turns; the
+system prompt is always kept and the app says how many turns were dropped."""
+
 
 class Settings(BaseModel):
     """Everything a user can set; see the module docstring. Frozen: change with ``updated``.
@@ -220,16 +246,49 @@ class Settings(BaseModel):
     )] = None
     max_tokens: Annotated[int, Knob(
         "max tokens", whole_number(1), flags=("--max-tokens", "-n"), group="generation",
-        help=f"most tokens to generate per reply (default: {_GEN.max_tokens})",
+        help=f"most tokens to generate per reply (default: {_GEN.max_tokens})", form_row=3,
     )] = _GEN.max_tokens
     temperature: Annotated[float, Knob(
         "temperature", number(0), flags=("--temperature", "--temp"), group="generation",
-        help=f"0 = greedy (default: {_GEN.temperature:g})",
+        help=f"0 = greedy (default: {_GEN.temperature:g})", form_row=2,
     )] = _GEN.temperature
     seed: Annotated[int | None, Knob(
         "seed", whole_number(), flags=("--seed",), group="generation",
-        help="sampling seed (default: random)",
+        help="sampling seed (default: random)", form_row=3, placeholder="random",
     )] = None
+    top_k: Annotated[int, Knob(
+        "top-k (0 = off)", whole_number(0), flags=("--top-k",), group="generation", metavar="K",
+        help=f"sample from the K likeliest tokens only; 0 = no limit (default: {_GEN.top_k})", form_row=2,
+    )] = _GEN.top_k
+    top_p: Annotated[float, Knob(
+        "top-p", fraction, flags=("--top-p",), group="generation", metavar="P",
+        help=f"nucleus sampling: the likeliest tokens up to probability P; 1 = off (default: {_GEN.top_p:g})",
+        form_row=2,
+    )] = _GEN.top_p
+    min_p: Annotated[float, Knob(
+        "min-p", fraction, flags=("--min-p",), group="generation", metavar="P",
+        help=f"drop tokens below P × the top token's probability; 0 = off (default: {_GEN.min_p:g})",
+        form_row=2,
+    )] = _GEN.min_p
+    repeat_penalty: Annotated[float, Knob(
+        "repeat penalty", number(0), flags=("--repeat-penalty",), group="generation", metavar="R",
+        help=f"divide repeated tokens' logits by R; 1 = off (default: {_GEN.repeat_penalty:g})",
+        form_row=2,
+    )] = _GEN.repeat_penalty
+    system_prompt: Annotated[str | None, Knob(
+        "system prompt", text("the system message's text"), flags=("--system",), group="generation",
+        metavar="TEXT", help="a system message for every conversation (default: none)", form_row=4,
+        placeholder="none",
+    )] = None
+    context_policy: Annotated[ContextPolicy, Knob(
+        "context overflow", choice(CONTEXT_POLICIES), flags=("--context-policy",),
+        group="generation", choices=CONTEXT_POLICIES,
+        help="a chat longer than the context: rolling = drop the oldest turns, keep the system prompt; "
+             "middle = also keep the first exchange; stop = refuse with a notice (default: rolling)",
+        form_row=3,
+        form_choices=(("rolling", "drop oldest turns"), ("middle", "drop middle turns"),
+                      ("stop", "stop with a notice")),
+    )] = "rolling"
     n_ctx: Annotated[int | None, Knob(
         "context (tokens)", whole_number(1), flags=("--ctx",), group="generation",
         help="context size in tokens (default: 4096, or the model's own if smaller)",
@@ -238,7 +297,21 @@ class Settings(BaseModel):
     n_threads: Annotated[int | None, Knob(
         "CPU threads", whole_number(1), flags=("--threads", "-t"), group="generation", metavar="N",
         flag_parse=thread_count,
-        help="CPU threads (default: all cores)", form_row=0, placeholder="all cores",
+        help="CPU threads (default: one per physical core, as llama.cpp)", form_row=0,
+        placeholder="physical cores",
+    )] = None
+    flash_attn: Annotated[FlashAttn, Knob(
+        "flash attention", choice(FLASH_ATTN_CHOICES), flags=("--flash-attn",), group="generation",
+        choices=FLASH_ATTN_CHOICES,
+        help="flash attention: auto (llama.cpp's default: on where the device supports it), on, off",
+    )] = "auto"
+    n_batch: Annotated[int | None, Knob(
+        "batch (tokens)", whole_number(1), flags=("--batch",), group="generation", metavar="N",
+        help=f"logical batch: most tokens per llama_decode call (default: {DEFAULT_N_BATCH}, as llama.cpp)",
+    )] = None
+    n_ubatch: Annotated[int | None, Knob(
+        "micro-batch (tokens)", whole_number(1), flags=("--ubatch",), group="generation", metavar="N",
+        help=f"physical batch: most tokens per graph evaluation (default: {DEFAULT_N_UBATCH}, as llama.cpp)",
     )] = None
     n_gpu_layers: Annotated[int | None, Knob(
         "GPU layers (-1 = all)", whole_number(-1), flags=("--gpu-layers",), group="gpu", metavar="N",
@@ -368,7 +441,9 @@ class Settings(BaseModel):
 
     def generation_params(self) -> GenerationParams:
         """Sampling settings for a reply (the rest at llama.cpp's defaults)."""
-        return GenerationParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=self.seed)
+        return GenerationParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=self.seed,
+                                top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                                repeat_penalty=self.repeat_penalty)
 
 
 def _problem(err: ValidationError) -> tuple[str, str, object]:

@@ -21,6 +21,7 @@ from textual.theme import Theme
 from tokrace.backends.base import Backend, GenerationParams
 from tokrace.backends.device_telemetry import DeviceSampler
 from tokrace.backends.split_planner import SplitPlan
+from tokrace.conversations import SavedConversation
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo
 from tokrace.model_registry.units import format_bytes
@@ -69,11 +70,13 @@ class TokraceApp(App[None]):
     CSS_PATH = Path(__file__).parent / "tokrace.tcss"
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
-        Binding("ctrl+o", "open_models", "Models", id="app.models"),
-        Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions"),
-        Binding("ctrl+r", "toggle_race", "Race", id="app.race"),
-        Binding("ctrl+d", "choose_draft", "Draft", id="app.draft"),
+        Binding("f1", "help", "Keys", id="app.help"),
         Binding("f2", "open_settings", "Settings", id="app.settings"),
+        Binding("ctrl+o", "open_models", "Models", id="app.models"),
+        Binding("f3", "open_conversations", "Chats", id="app.conversations", show=False),
+        Binding("ctrl+l", "open_sessions", "Speed log", id="app.sessions", show=False),
+        Binding("ctrl+r", "toggle_race", "Race", id="app.race"),
+        Binding("ctrl+d", "choose_draft", "Draft", id="app.draft", show=False),
     ]
 
     def __init__(
@@ -88,6 +91,7 @@ class TokraceApp(App[None]):
         race: RaceSetup | None = None,
         draft: DraftSpec | None = None,
         price_per_hour: float | None = None,
+        resume: SavedConversation | None = None,
     ) -> None:
         """``settings`` are this run's (``settings.toml`` overlaid with the flags): what to load, sampling,
         price, theme. ``spec`` (or just ``model_ref`` and ``draft``) and ``params`` override them (tests).
@@ -95,7 +99,8 @@ class TokraceApp(App[None]):
         (``tokrace.session``); tests may pass a loaded ``backend`` instead (its replies are not
         recorded). ``race`` starts the app on the race screen (``tokrace race A B``); the chat model
         then loads only when the user first goes to the chat (Ctrl+R), so it does not compete with the
-        race. F2 changes and the theme are saved to ``settings.toml``."""
+        race. F2 changes and the theme are saved to ``settings.toml``. ``resume`` opens a saved conversation
+        (``tokrace --resume``) to continue it."""
         super().__init__()
         self.settings = settings or Settings()
         if spec is None and (model_ref is not None or draft is not None):
@@ -106,7 +111,10 @@ class TokraceApp(App[None]):
         self.params = params or self.settings.generation_params()
         self._given_backend = backend
         self.sampler = sampler if sampler is not None else DeviceSampler()
-        self.chat = ChatScreen(self.params)
+        self.chat = ChatScreen(self.params, system_prompt=self.settings.system_prompt,
+                               context_policy=self.settings.context_policy)
+        if resume is not None:
+            self.chat.resume(resume)
         self.price_per_hour = price_per_hour if price_per_hour is not None else self.settings.price_per_hour
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
@@ -196,8 +204,13 @@ class TokraceApp(App[None]):
         from tokrace.session import open_session
 
         def progress(done: int, total: int, what: str) -> None:
+            if done <= 0:  # nothing counted yet: say what is starting, not "0 B 0%"
+                size = f" ({format_bytes(total)})" if total else ""
+                self.post_message(LoadProgress(f"{what}{size}: starting…"))
+                return
             pct = f" {100 * done / total:.0f}%" if total else ""
-            self.post_message(LoadProgress(f"{what}: {format_bytes(done)}{pct}"))
+            of = f" of {format_bytes(total)}" if total else ""
+            self.post_message(LoadProgress(f"{what}: {format_bytes(done)}{of}{pct}"))
 
         def status(line: str) -> None:
             self.post_message(LoadProgress(line))
@@ -223,6 +236,8 @@ class TokraceApp(App[None]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         old = self.session
         self.session, self.cpu_bandwidth = message.session, message.cpu_bandwidth
+        if old is not None and old.model.path != message.session.model.path:
+            self.chat.action_new_chat()  # another model: a new conversation, no figures of the old one
         self.chat.attach_backend(message.session.backend)
         if old is not None and old.backend is not message.session.backend:
             race = self.race
@@ -295,7 +310,7 @@ class TokraceApp(App[None]):
         window = message.window
         try:
             session.record(message.stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
-                           energy_j=window.energy_j if window else None)
+                           energy_j=window.energy_j if window else None, sampling=message.params)
         except TokraceError as err:
             return say(err)
         return None
@@ -341,17 +356,27 @@ class TokraceApp(App[None]):
             return
         info, path = loaded
         def chosen(new: Settings | None) -> None:
-            if new is None or not self._may_reload():
+            if new is None or (_needs_reload(self.settings, new) and not self._may_reload()):
                 return
             changes = changed_fields(self.settings, new)
             self.settings = new
-            self.spec = replace(self.spec, request=new.placement_request(), n_threads=new.n_threads)
             self.price_per_hour = new.price_per_hour
+            self._apply_chat_settings(new)
             self.save_settings(changes)  # they survive a restart
-            self._reload("reloading with the new settings…")
+            request, threads = new.placement_request(), new.n_threads
+            if request != self.spec.request or threads != self.spec.n_threads:
+                self.spec = replace(self.spec, request=request, n_threads=threads)
+                self._reload("reloading with the new settings…")
 
         self.push_screen(SettingsScreen(info, path, self.sampler.latest().gpus, self.settings),
                          callback=chosen)
+
+    def _apply_chat_settings(self, settings: Settings) -> None:
+        """Sampling, system prompt and context policy apply from the next reply on (no reload)."""
+        self.params = settings.generation_params()
+        self.chat.params = self.params
+        self.chat.system_prompt = settings.system_prompt
+        self.chat.context_policy = settings.context_policy
 
     @work(thread=True, group="settings")
     def save_settings(self, changes: dict[str, object]) -> None:
@@ -393,8 +418,28 @@ class TokraceApp(App[None]):
         return True
 
     def _reload(self, status: str) -> None:
-        self.chat.set_status(status)
+        self.chat.detach_backend(status)
         self.load_model()
+
+    def action_help(self) -> None:
+        from tokrace.tui.screens.help_screen import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_open_conversations(self) -> None:
+        """Saved conversations: resume one (Enter) or export it as Markdown."""
+        from tokrace.tui.screens.conversations_screen import ConversationsScreen
+
+        def chosen(saved: SavedConversation | None) -> None:
+            if saved is None:
+                return
+            if self.chat.generating:
+                self.notify("Stop the reply (Esc) before resuming another conversation.", severity="warning")
+                return
+            self.chat.resume(saved)
+
+        self.push_screen(ConversationsScreen(), callback=chosen)
 
     def action_open_sessions(self) -> None:
         from tokrace.tui.screens.sessions_screen import SessionsScreen
@@ -420,7 +465,8 @@ class TokraceApp(App[None]):
                 self.load_model()  # started as a race: the chat's model loads on first visit
             return
         if self.race is None:
-            setup = self.race_setup or RaceSetup(refs=[self.spec.model, None])
+            setup = self.race_setup or RaceSetup(refs=[self.spec.model, None], base=self.spec,
+                                                 system=self.settings.system_prompt)
             self.race = RaceScreen(setup, self.params)
             self.install_screen(self.race, name="race")
         self.push_screen("race")
@@ -436,6 +482,20 @@ class TokraceApp(App[None]):
                             self.action_choose_draft)
         yield SystemCommand("A/B rerun without the draft", "Measure the draft's speedup (Ctrl+B)",
                             self.chat.action_ab_rerun)
+        yield SystemCommand("Keys", "Every key of the chat (F1)", self.action_help)
+        yield SystemCommand("Conversations", "Saved chats: resume, export as Markdown (F3)",
+                            self.action_open_conversations)
+        yield SystemCommand("Copy last reply", "To the clipboard, over ssh too (Ctrl+T)",
+                            self.chat.action_copy_reply)
+        yield SystemCommand("Regenerate", "A new reply to the last message (Ctrl+G)",
+                            self.chat.action_regenerate)
+        yield SystemCommand("Edit last message", "Back into the box to edit and resend (F4)",
+                            self.chat.action_edit_last)
         yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
                             self.action_open_sessions)
         yield SystemCommand("Race", "Two models, one prompt, side by side (Ctrl+R)", self.action_toggle_race)
+
+
+def _needs_reload(before: Settings, after: Settings) -> bool:
+    """Whether applying ``after`` reloads the model (context, threads, GPU placement changed)."""
+    return before.placement_request() != after.placement_request() or before.n_threads != after.n_threads

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Markdown, Static
 
 
+def _hard_breaks(state: StateCore) -> None:
+    """Every line break inside a paragraph is kept (poems, addresses, lists of lines): a model writes
+    single newlines meaning newlines, not CommonMark's soft breaks that join lines with a space."""
+    for token in state.tokens:
+        if token.type == "inline" and token.children:
+            for child in token.children:
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
+
+
+def reply_parser() -> MarkdownIt:
+    """The parser for replies: Textual's "gfm-like" Markdown with single newlines kept."""
+    md = MarkdownIt("gfm-like")
+    md.core.ruler.push("tokrace_hard_breaks", _hard_breaks)
+    return md
+
+
 class UserMessage(Static):
     DEFAULT_CSS = """
-    UserMessage { margin: 1 0 0 8; padding: 0 1; background: $primary 15%; border-left: thick $primary; }
+    UserMessage { margin: 1 0 0 4; padding: 0 1; background: $primary 15%; border-left: thick $primary; }
     """
 
     def __init__(self, text: str) -> None:
         super().__init__(text, markup=False)
+        self.text = text
 
 
 class AssistantMessage(Vertical):
     DEFAULT_CSS = """
-    AssistantMessage { height: auto; margin: 1 8 0 0; border-left: thick $success; padding: 0 1; }
+    AssistantMessage { height: auto; margin: 1 4 0 0; border-left: thick $success; padding: 0 1; }
     AssistantMessage Markdown { margin: 0; padding: 0; }
     AssistantMessage .summary { color: $text-muted; }
     AssistantMessage .summary.stopped { color: $warning; }
@@ -26,9 +46,14 @@ class AssistantMessage(Vertical):
     AssistantMessage .notice { color: $warning; }
     """
 
+    def __init__(self, text: str = "", summary: str = "generating…") -> None:
+        super().__init__()
+        self._text = text
+        self._summary = summary
+
     def compose(self) -> ComposeResult:
-        yield Markdown("", classes="body")
-        yield Static("generating…", classes="summary", markup=False)
+        yield Markdown(self._text, classes="body", parser_factory=reply_parser)
+        yield Static(self._summary, classes="summary", markup=False)
 
     @property
     def markdown(self) -> Markdown:

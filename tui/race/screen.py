@@ -37,7 +37,7 @@ from tokrace.backends.race import (
 )
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
-from tokrace.session import Session
+from tokrace.session import LoadSpec, Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown
@@ -56,6 +56,10 @@ class RaceSetup:
     request: PlacementRequest = field(default_factory=PlacementRequest)
     drafts: tuple[str | None, str | None] = (None, None)
     draft_k: int | None = None
+    base: LoadSpec | None = None
+    """Load settings both lanes share (flash attention, batch sizes); ``None``: the defaults."""
+    system: str | None = None
+    """The system prompt both lanes start from (``--system``)."""
     lanes: list[Lane] | None = None
     """Lanes with loaded backends (tests, scripts); skips resolving and loading."""
     record: bool = True
@@ -137,7 +141,8 @@ class RaceScreen(StreamSafeScreen):
         try:
             plan = plan_race(refs, mode=self.setup.mode, threads=self.setup.threads,
                              request=self.setup.request, gpus=detect_gpus(), drafts=self.setup.drafts,
-                             draft_k=self.setup.draft_k, reuse=self._chat_session())
+                             draft_k=self.setup.draft_k, reuse=self._chat_session(), base=self.setup.base,
+                             system=self.setup.system)
         except TokraceError as err:
             self.app.call_from_thread(self.set_status, f"no race: {err}")
             return
@@ -326,7 +331,7 @@ class RaceScreen(StreamSafeScreen):
     def record(self, lanes: list[Lane], results: list[LaneResult]) -> None:
         from tokrace.race_setup import record_race
 
-        for error in record_race(lanes, results):
+        for error in record_race(lanes, results, sampling=self.params):
             self.app.call_from_thread(self.notify, f"speed log not written: {error}", severity="error")
 
     # -- actions ----------------------------------------------------------------------------------

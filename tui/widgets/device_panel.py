@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
 
 from tokrace.backends.device_telemetry import DeviceSnapshot, GpuSample
@@ -68,6 +69,10 @@ class DevicePanel(Widget):
         self._util: dict[int, deque[float]] = {}
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._last_t: float | None = None
+        self._width = 32
+        """The content width, kept from resize events: reading ``self.size`` in ``render`` makes
+        Textual rebuild the map of every widget on screen, a cost that grows with the conversation."""
+        self._lines = -1
 
     def show(self, snapshot: DeviceSnapshot | None, efficiency: str | None = None) -> None:
         """The newest snapshot (``DeviceSampler.latest()``) and the efficiency line, if known."""
@@ -83,10 +88,17 @@ class DevicePanel(Widget):
                 del self._util[gone]
         self.snapshot = snapshot if snapshot is not None else self.snapshot
         self.efficiency = efficiency
-        self.refresh(layout=True)
+        # A new layout of the whole screen only when this panel's height changes; else a repaint.
+        lines = len(self.render().wrap(self.app.console, max(1, self._width))) if self.is_mounted else -1
+        self.refresh(layout=lines != self._lines)
+        self._lines = lines
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._width = event.size.width or self._width
+        self._lines = -1
 
     def render(self) -> Text:
-        width = max(20, self.size.width or 32)
+        width = max(20, self._width)
         d = self.snapshot
         if d is None:
             return Text("devices: waiting for the first reading", style="dim")
