@@ -45,11 +45,14 @@ FALLBACK_MARGIN = 0.05
 
 def lane_title(model: LoadedModel) -> str:
     """The model's name with its quantization when the name does not say it already:
-    ``Llama 3 8B Q4_K_M``; ``smollm2-135m-instruct:q4_1`` stays as it is."""
+    ``Llama 3 8B Q4_K_M``; ``smollm2-135m-instruct:q4_1`` stays as it is. A server that names its
+    model by a file path (llama-cpp-python's) shows the file name; an unknown quantization ("?") none."""
     name = model.name
+    if "/" in name and name.endswith(".gguf"):
+        name = name.rsplit("/", 1)[1]
     quant = model.quantization
     squash = name.lower().replace("-", "_").replace(".", "_")
-    if quant and quant.lower() not in squash:
+    if quant and quant != "?" and quant.lower() not in squash:
         name = f"{name} {quant}"
     return name
 
