@@ -45,15 +45,6 @@ def install() -> None:
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
-def last_error() -> str | None:
-    """The most recent error (or warning) line llama.cpp logged, for error messages."""
-    for level in (logging.ERROR, logging.WARNING):
-        for lvl, line in reversed(recent):
-            if lvl == level:
-                return line.strip()
-    return None
-
-
 def mark() -> int:
     """A position in the log: ``load_failure_reason(mark())`` reads only what came after it."""
     return _count
