@@ -194,7 +194,7 @@ def tui_reply(model: Path, threads: str, n_gen: int, flash_attn: str, home: Path
         # Loaded: the status line names the threads and context ("… · 2 threads · ctx 4096 …").
         while time.monotonic() < deadline and not (b"threads" in app.tail and b"ctx" in app.tail):
             time.sleep(0.1)
-        while time.monotonic() < deadline and app.quiet_for() < 1.0:
+        while time.monotonic() < deadline and app.quiet_for() < 0.6:
             time.sleep(0.1)  # and drawn
         app.type(PROMPT + "\r")
         deadline = time.monotonic() + 600
@@ -260,13 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=30)
     print(f"| figure ({args.model.name}, {t} threads, flash attention {args.flash_attn}) | llama.cpp's tool "
-          "| tokrace | ratio |\n| --- | ---: | ---: | ---: |")
+          "| tokrace | ratio | rounds' ratios (min–max) |\n| --- | ---: | ---: | ---: | ---: |")
     for name, pairs in figures.items():
         ref_med = statistics.median(p[0] for p in pairs)
         our_med = statistics.median(p[1] for p in pairs)
         tool = ("llama-server" if name.startswith("chat") else "tokrace chat --json" if name.startswith("TUI")
                 else "llama-bench")
-        print(f"| {name} | {tool} {ref_med:.1f} | {our_med:.1f} | {our_med / ref_med:.2f} |")
+        ratios = [p[1] / p[0] for p in pairs if p[0]]
+        spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "–"
+        print(f"| {name} | {tool} {ref_med:.1f} | {our_med:.1f} | {our_med / ref_med:.2f} | {spread} |")
     return 0
 
 

@@ -3,12 +3,23 @@ long replies streamed in chunks that are frozen once finished, unchanged figures
 
 from __future__ import annotations
 
-from scripted_backend import FixedSampler, ScriptedBackend
+from dataclasses import replace
+
+from scripted_backend import SCRIPTED_MODEL, FixedSampler, ScriptedBackend
 from test_tui_chat import RecordingApp, send, wait_for
 from textual.widgets import Markdown
 
+from tokrace.backends.base import default_threads
 from tokrace.tui.chat.messages import AssistantMessage
-from tokrace.tui.streaming import MAX_RENDER_INTERVAL_S, MIN_RENDER_INTERVAL_S, RenderPacer, block_split
+from tokrace.tui.streaming import (
+    MAX_RENDER_INTERVAL_S,
+    MIN_RENDER_INTERVAL_S,
+    UI_CPU_BUDGET,
+    UI_CPU_BUDGET_CONTENDED,
+    RenderPacer,
+    block_split,
+    ui_cpu_budget,
+)
 
 
 def test_block_split_finds_the_last_finished_top_level_block() -> None:
@@ -32,6 +43,18 @@ def test_render_pacer_holds_the_ui_to_its_cpu_budget() -> None:
     assert pacer.interval(0.0) == MIN_RENDER_INTERVAL_S
     assert pacer.interval(0.03) == 0.3  # 30 ms of CPU per render → 3.3 renders/s = 10% of a core
     assert pacer.interval(5.0) == MAX_RENDER_INTERVAL_S  # text still shows at least once a second
+
+
+def test_render_budget_is_smaller_while_llama_cpp_computes_on_every_core() -> None:
+    cores = default_threads()
+    on_all_cores = replace(SCRIPTED_MODEL, n_threads=cores)
+    assert ui_cpu_budget(on_all_cores) == UI_CPU_BUDGET_CONTENDED < UI_CPU_BUDGET
+    assert ui_cpu_budget(replace(SCRIPTED_MODEL, n_threads=cores + 4)) == UI_CPU_BUDGET_CONTENDED
+    # Every layer on GPUs: its threads compute nothing; a remote engine (0 threads here): a core is spare.
+    assert ui_cpu_budget(on_all_cores, all_on_gpu=True) == UI_CPU_BUDGET
+    assert ui_cpu_budget(replace(SCRIPTED_MODEL, n_threads=0)) == UI_CPU_BUDGET
+    if cores > 1:
+        assert ui_cpu_budget(replace(SCRIPTED_MODEL, n_threads=cores - 1)) == UI_CPU_BUDGET
 
 
 async def test_a_long_reply_streams_in_chunks_and_ends_as_one_document() -> None:

@@ -112,3 +112,28 @@ async def test_same_snapshot_twice_adds_one_point() -> None:
         panel.show(snap)  # the UI timer may run faster than the sampler
         panel.show(replace(snap, t=2.0, process_cpu_percent=100.0))
         assert list(panel._cpu) == [25.0, 50.0]  # % of the machine (2 cores)
+
+
+async def test_unchanged_panel_is_not_redrawn() -> None:
+    """An idle app polls the panel at 4 Hz: a poll that would show the same text writes nothing."""
+    snap = DeviceSnapshot(1.0, 50.0, 1, 2, 4)
+    async with Host().run_test(size=(36, 12)) as pilot:
+        panel = pilot.app.query_one(DevicePanel)
+        redraws: list[bool] = []
+        original = panel.refresh
+
+        def counting_refresh(*args: object, **kwargs: object) -> DevicePanel:
+            redraws.append(True)
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        panel.refresh = counting_refresh  # type: ignore[method-assign]
+        panel.show(snap)
+        await pilot.pause()
+        panel.show(snap)  # drawn at the width the panel got (a resize redraws)
+        first = len(redraws)
+        assert first >= 1
+        panel.show(snap)  # synchronous: only show() itself can have asked for a repaint here
+        panel.show(snap, None)
+        assert len(redraws) == first  # the same text: no repaint
+        panel.show(snap, "efficiency: 80% of 100 tok/s")
+        assert len(redraws) > first  # new text: repainted

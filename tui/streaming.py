@@ -35,7 +35,14 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
-from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams
+from tokrace.backends.base import (
+    Backend,
+    CancelToken,
+    ChatMessage,
+    GenerationParams,
+    LoadedModel,
+    default_threads,
+)
 from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.pump import EventPump
@@ -47,7 +54,22 @@ MIN_RENDER_INTERVAL_S = 1 / 10
 MAX_RENDER_INTERVAL_S = 1.0
 """However costly a render, new text shows at least this often."""
 UI_CPU_BUDGET = 0.10
-"""The UI thread's CPU per second of streaming that render pacing aims at (a tenth of one core)."""
+"""The UI thread's CPU per second of streaming that render pacing aims at while a core is spare (a
+remote engine, a model wholly on GPUs, fewer llama.cpp threads than cores): a tenth of one core."""
+UI_CPU_BUDGET_CONTENDED = 0.03
+"""The same while llama.cpp computes on every core: each millisecond the UI runs then is taken from a
+decode thread, and the others wait for it at the next barrier. Measured with ``bench/peers.py`` (the TUI
+in a pseudo-terminal vs ``chat --json``, SmolLM2-135M, 2 threads on 2 cores): 0.90–0.93 of the headless
+speed at 0.10, 0.95–0.97 at 0.03."""
+
+
+def ui_cpu_budget(model: LoadedModel, all_on_gpu: bool = False) -> float:
+    """The render budget (a share of one core) for streaming from ``model``: ``UI_CPU_BUDGET_CONTENDED``
+    when its llama.cpp runs layers on this machine's CPU with a thread per physical core
+    (``default_threads()``, llama.cpp's own default) or more, else ``UI_CPU_BUDGET``. ``all_on_gpu``:
+    the placement put every layer on GPUs (its CPU threads then have no layers to compute)."""
+    contended = model.n_threads >= default_threads() and not all_on_gpu
+    return UI_CPU_BUDGET_CONTENDED if contended else UI_CPU_BUDGET
 
 
 class RenderPacer:
@@ -162,12 +184,14 @@ async def stream_events_to_markdown(
     markdown: Markdown,
     meter: SpeedMeter,
     cancel: CancelToken,
+    budget: float = UI_CPU_BUDGET,
 ) -> GenerationFinished:
-    """Run ``produce`` on a thread; return its ``GenerationFinished`` once the widget shows it all."""
+    """Run ``produce`` on a thread; return its ``GenerationFinished`` once the widget shows it all.
+    ``budget``: the UI's CPU per second of streaming, a share of one core (``ui_cpu_budget``)."""
     pump: EventPump[StreamEvent] = EventPump(produce)
     stream = ChunkedStream(markdown)
     finished: GenerationFinished | None = None
-    pacer = RenderPacer()
+    pacer = RenderPacer(budget)
     # This (the UI's) thread only: llama.cpp's threads are not ours to count.
     cpu_mark, wall_mark = time.thread_time(), time.perf_counter()
     try:
@@ -211,10 +235,14 @@ async def stream_chat_reply(
     markdown: Markdown,
     meter: SpeedMeter,
     cancel: CancelToken,
+    all_on_gpu: bool = False,
 ) -> GenerationFinished:
+    """``stream_events_to_markdown`` for one chat reply from ``backend``, paced to its
+    ``ui_cpu_budget`` (``all_on_gpu``: every layer of its model is on GPUs)."""
     history = list(messages)
     return await stream_events_to_markdown(
-        lambda: backend.stream_chat(history, params, cancel), markdown, meter, cancel
+        lambda: backend.stream_chat(history, params, cancel), markdown, meter, cancel,
+        budget=ui_cpu_budget(backend.model, all_on_gpu),
     )
 
 

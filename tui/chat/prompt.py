@@ -38,6 +38,7 @@ class PromptArea(TextArea):
     def __init__(self, *, placeholder: str = "", id: str | None = None, disabled: bool = False) -> None:
         super().__init__("", placeholder=placeholder, id=id, disabled=disabled, soft_wrap=True,
                          show_line_numbers=False, tab_behavior="focus")
+        self.cursor_blink = False  # a blink is a repaint twice a second: the idle app stays quiet
 
     @property
     def value(self) -> str:

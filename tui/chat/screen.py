@@ -270,7 +270,7 @@ class ChatScreen(ConversationScreen):
             sent = window(self.history, self.context_policy, self.skip)
             self._last_sent = list(sent.messages)
             finished = await stream_chat_reply(backend, sent.messages, params, reply.markdown, meter,
-                                               cancel)
+                                               cancel, all_on_gpu=self._all_on_gpu())
             stats = meter.stats
             if not _refused(finished, stats, n_ctx):
                 if sent.dropped:
@@ -305,7 +305,7 @@ class ChatScreen(ConversationScreen):
         try:
             if messages is not None:
                 finished = await stream_chat_reply(backend, messages, params, reply.markdown, meter,
-                                                   cancel)
+                                                   cancel, all_on_gpu=self._all_on_gpu())
             else:
                 finished, meter, overflow = await self._fitted_reply(backend, reply, meter, cancel, params)
         except Exception as err:  # a backend bug must fail this reply, not end the app
@@ -383,6 +383,11 @@ class ChatScreen(ConversationScreen):
         n_ctx = self.backend.model.n_ctx if self.backend is not None else None
         self.query_one(TelemetryPanel).show(self.meter, device, self._efficiency(device),
                                             context=(self.context_used, n_ctx))
+
+    def _all_on_gpu(self) -> bool:
+        """Every layer of the loaded model is on GPUs (its llama.cpp threads compute none)."""
+        plan = self.tokrace.plan
+        return plan is not None and plan.n_gpu_layers > 0 and plan.cpu_layers == 0
 
     def _efficiency(self, device: DeviceSnapshot | None) -> str | None:
         """Live tok/s against the bandwidth roofline of this model's placement."""

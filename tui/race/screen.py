@@ -40,7 +40,7 @@ from tokrace.race_setup import RacePlan
 from tokrace.session import LoadSpec, Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
-from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown
+from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, ui_cpu_budget
 from tokrace.tui.words import say
 
 TELEMETRY_HZ = 4
@@ -249,7 +249,7 @@ class RaceScreen(StreamSafeScreen):
         try:
             finished = await stream_events_to_markdown(
                 lambda: recording(backend.stream_chat(messages, self.params, cancel), events),
-                reply.markdown, meter, cancel)
+                reply.markdown, meter, cancel, budget=ui_cpu_budget(backend.model))
         except Exception as err:  # this lane broke; the other one keeps streaming
             finished = GenerationFinished(time.perf_counter(), "error", "", meter.stats.completion_tokens,
                                           error=f"the backend failed mid-reply ({type(err).__name__}: {err})")

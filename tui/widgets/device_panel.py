@@ -73,6 +73,8 @@ class DevicePanel(Widget):
         """The content width, kept from resize events: reading ``self.size`` in ``render`` makes
         Textual rebuild the map of every widget on screen, a cost that grows with the conversation."""
         self._lines = -1
+        self._shown: tuple[str, tuple[object, ...]] | None = None
+        """What the panel shows now (text and styles)."""
 
     def show(self, snapshot: DeviceSnapshot | None, efficiency: str | None = None) -> None:
         """The newest snapshot (``DeviceSampler.latest()``) and the efficiency line, if known."""
@@ -88,14 +90,24 @@ class DevicePanel(Widget):
                 del self._util[gone]
         self.snapshot = snapshot if snapshot is not None else self.snapshot
         self.efficiency = efficiency
-        # A new layout of the whole screen only when this panel's height changes; else a repaint.
-        lines = len(self.render().wrap(self.app.console, max(1, self._width))) if self.is_mounted else -1
+        if not self.is_mounted:
+            return
+        # Nothing at all when the panel would show what it shows (an idle app polls at 4 Hz: each
+        # repaint is a write to the terminal); a new layout of the whole screen only when its height
+        # changes; else a repaint.
+        text = self.render()
+        shown = (text.plain, tuple(text.spans))
+        if shown == self._shown:
+            return
+        self._shown = shown
+        lines = len(text.wrap(self.app.console, max(1, self._width)))
         self.refresh(layout=lines != self._lines)
         self._lines = lines
 
     def on_resize(self, event: events.Resize) -> None:
         self._width = event.size.width or self._width
         self._lines = -1
+        self._shown = None
 
     def render(self) -> Text:
         width = max(20, self._width)
