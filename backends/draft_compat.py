@@ -26,6 +26,7 @@ import llama_cpp
 
 from tokrace.backends.base import CancelToken, LoadConfig
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.token_batch import TokenBatch
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
@@ -92,6 +93,10 @@ class Drafter(ABC):
         """Free what ``load`` took."""
 
 
+TAIL_MAX = 64
+"""The longest catch-up ``ModelDrafter.propose`` decodes through its prebuilt batch."""
+
+
 class ModelDrafter(Drafter):
     """A small model proposing its greedy continuation, with a KV cache that follows the target's."""
 
@@ -104,6 +109,9 @@ class ModelDrafter(Drafter):
         """Leading tokens of the draft's cache known to equal the context: only what lies past them
         needs comparing, so a step costs O(k) Python work, not O(context)."""
         self._n_vocab = 0
+        self._tail: TokenBatch | None = None
+        """The catch-up after a step (the last proposal and the target's bonus token, or what it
+        sampled instead): a prebuilt batch, cheaper than ``Llama.eval``."""
 
     @property
     def label(self) -> str:
@@ -116,6 +124,8 @@ class ModelDrafter(Drafter):
         if self.backend._llama is None:
             self.backend.load()
         self._n_vocab = self.backend.llama.n_vocab()
+        if self._tail is None:
+            self._tail = TokenBatch(TAIL_MAX)
 
     def memory_bytes(self) -> int:
         return self.backend.model.size_bytes
@@ -141,7 +151,11 @@ class ModelDrafter(Drafter):
         k = min(k, self.backend.model.n_ctx - len(context) - 1)
         if k <= 0:
             return []
-        llama.eval(context[n:])
+        tail = context[n:]
+        if self._tail is not None and len(tail) <= self._tail.n_max:
+            self._tail.decode(llama, tail, all_logits=False)
+        else:  # a long catch-up (the first step after a prompt the prefill did not see)
+            llama.eval(tail)
         self._synced = len(context)
         vocab = llama._model.vocab
         out: list[int] = []
@@ -160,6 +174,9 @@ class ModelDrafter(Drafter):
 
     def unload(self) -> None:
         self.backend.unload()
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
 
 
 class PromptLookupDrafter(Drafter):

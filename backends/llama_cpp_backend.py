@@ -453,6 +453,14 @@ class LlamaCppBackend(Backend):
         logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, i)
         return int(np.ctypeslib.as_array(logits, shape=(llama._n_vocab,)).argmax())
 
+    def greedy_tokens(self, n: int) -> list[int]:
+        """``greedy_token`` of each of the ``n`` output rows of the last decode, which must have asked
+        logits for exactly ``n`` tokens (a verification batch): one argmax over the rows."""
+        llama = self.llama
+        logits = llama_cpp.llama_get_logits(llama._ctx.ctx)  # rows in batch order
+        rows: list[int] = np.ctypeslib.as_array(logits, shape=(n, llama._n_vocab)).argmax(axis=1).tolist()
+        return rows
+
     @staticmethod
     def is_greedy(params: GenerationParams) -> bool:
         """Whether ``params``' sampler chain reduces to argmax (temperature 0, no repeat penalty):

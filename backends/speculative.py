@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp
-from llama_cpp._internals import LlamaBatch
 
 from tokrace.backends.base import (
     Backend,
@@ -54,6 +53,7 @@ from tokrace.backends.events import (
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend, PromptAborted, llama_perf
 from tokrace.backends.meter import ReplyStats
 from tokrace.backends.textstream import TextAssembler
+from tokrace.backends.token_batch import TokenBatch
 from tokrace.model_registry.errors import TokraceError
 
 DEFAULT_K = 4
@@ -111,7 +111,7 @@ class SpeculativeBackend(Backend):
         self.drafter = drafter
         self.k = k
         self.adaptive = adaptive
-        self._batch: LlamaBatch | None = None
+        self._batch: TokenBatch | None = None
         self.last_k: int = k
         """The draft length in use at the end of the last reply (changes only with ``adaptive``)."""
 
@@ -130,7 +130,7 @@ class SpeculativeBackend(Backend):
         self.drafter.check(self.target)
         model = self.target.model if self.target._llama is not None else self.target.load()
         self.drafter.load()
-        self._batch = LlamaBatch(n_tokens=MAX_K + 1, embd=0, n_seq_max=1, verbose=False)
+        self._batch = TokenBatch(MAX_K + 1)
         return model
 
     @property
@@ -188,20 +188,8 @@ class SpeculativeBackend(Backend):
     def _decode(self, tokens: Sequence[int]) -> None:
         """Decode ``tokens`` after the target's cache, asking logits for every one of them. The cache
         holds exactly ``llama.n_tokens`` positions here (each step trims what it rejected)."""
-        llama = self.target.llama
         assert self._batch is not None, "load() first"
-        batch = self._batch.batch
-        n0 = llama.n_tokens
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = n0 + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = True
-        batch.n_tokens = len(tokens)
-        llama._ctx.decode(self._batch)
-        llama.input_ids[n0: n0 + len(tokens)] = tokens
-        llama.n_tokens = n0 + len(tokens)
+        self._batch.decode(self.target.llama, tokens, all_logits=True)
 
     def _take(self, r: _Reply, token: int, t: float, drafted: bool, n_cached: int) -> TokenGenerated | None:
         """Account one sampled token (``n_cached``: tokens in the target's cache before it, as plain
@@ -285,12 +273,13 @@ class SpeculativeBackend(Backend):
                         drafting = False
                         self._draft_failed(r, err)
                 self._decode([r.context[-1], *draft])
+                picks = target.greedy_tokens(len(draft) + 1) if greedy else None
                 accepted = 0
                 for i in range(len(draft) + 1):
                     if i and cancel.cancelled:
                         r.reason, r.done = "cancelled", True
                         break
-                    token = greedy(i) if greedy else llama_cpp.llama_sampler_sample(sampler, ctx, i)
+                    token = picks[i] if picks is not None else llama_cpp.llama_sampler_sample(sampler, ctx, i)
                     t = time.perf_counter()
                     is_draft = i < len(draft) and token == draft[i]
                     event = self._take(r, token, t, is_draft, n0 + i + 1)
