@@ -125,13 +125,24 @@ def time_test(
     clock: Callable[[], int] = time.perf_counter_ns,
     progress: ProgressFn | None = None,
     before_reps: Callable[[], None] | None = None,
+    n_depth: int = 0,
 ) -> list[int]:
-    """Nanoseconds of each repetition of one test (pp when ``n_gen == 0``, tg when ``n_prompt == 0``)."""
-    if reps < 1 or n_prompt < 0 or n_gen < 0 or n_prompt + n_gen == 0:
-        raise ValueError("need reps ≥ 1 and a non-empty test")
+    """Nanoseconds of each repetition of one test (pp when ``n_gen == 0``, tg when ``n_prompt == 0``).
+
+    ``n_depth``: tokens already in the cache when the timed part starts, as llama-bench's ``-d``: before
+    each repetition (and the warm-up) the cache is cleared and ``n_depth`` random tokens are decoded,
+    untimed; the timed part then starts as at depth 0 (a pp test's first token is BOS, as llama-bench's)."""
+    if reps < 1 or n_prompt < 0 or n_gen < 0 or n_depth < 0 or n_prompt + n_gen == 0:
+        raise ValueError("need reps ≥ 1, a non-empty test and a depth ≥ 0")
     rng = random.Random(seed)
-    if warmup:
+
+    def clear() -> None:
         target.clear()
+        if n_depth:
+            run_pp(target, n_depth, rng)
+
+    if warmup:
+        clear()
         if n_prompt:
             run_pp(target, n_prompt, rng)
         if n_gen:
@@ -140,7 +151,7 @@ def time_test(
         before_reps()
     samples: list[int] = []
     for i in range(reps):
-        target.clear()
+        clear()
         t0 = clock()
         if n_prompt:
             run_pp(target, n_prompt, rng)

@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-n", "--n-gen", type=int_list, action=SizesAction, default=[128], metavar="N",
                    help="generation lengths to test, repeatable or comma-separated (default: 128;"
                         " 0 = no tg test)")
+    p.add_argument("-d", "--n-depth", type=int_list, action=SizesAction, default=[0], metavar="N",
+                   help="tokens already in the cache before each test, as llama-bench's -d, repeatable or"
+                        " comma-separated (default: 0)")
     p.add_argument("-r", "--repetitions", type=positive_int, default=5, metavar="R",
                    help="runs of each test; results are mean ± sd (default: 5)")
     p.add_argument("--threads", "-t", type=threads_int, default=None, metavar="N",
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return run_serving(args)
     if args.concurrency or args.requests:
         raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)")
-    tests = [(p, 0) for p in args.n_prompt if p] + [(0, n) for n in args.n_gen if n]
+    tests = [(p, 0, d) for d in args.n_depth for p in args.n_prompt if p]
+    tests += [(0, n, d) for d in args.n_depth for n in args.n_gen if n]
     if args.draft_k and not args.draft:
         raise TokraceError("--draft-k needs --draft D")
     if args.draft and not any(args.n_gen):

@@ -48,6 +48,7 @@ class BenchResult:
             "test": r.test,
             "n_prompt": r.n_prompt,
             "n_gen": r.n_gen,
+            "n_depth": r.n_depth,
             "n_threads": r.n_threads,
             "n_batch": r.n_batch,
             "n_ubatch": r.n_ubatch,
@@ -69,8 +70,9 @@ class BenchResult:
         perf = r.llama_perf or {}
         n_perf, t_perf = (perf.get("n_eval"), perf.get("t_eval_ms")) if r.n_gen else (
             perf.get("n_p_eval"), perf.get("t_p_eval_ms"))
-        if n_perf and t_perf:
+        if n_perf and t_perf and not r.n_depth:
             # Inside llama_decode only, over all repetitions: ours also counts the Python per call.
+            # (Not at a depth: llama.cpp's counters also book the untimed depth prefill.)
             out["llama_perf_ts"] = n_perf * 1000.0 / t_perf
         if r.draft_model:
             out["draft_model"], out["draft_k"] = r.draft_model, r.draft_k

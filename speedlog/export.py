@@ -57,7 +57,7 @@ def export_row(r: ReplyRecord) -> dict[str, Any]:
     if r.kind == "bench":
         samples_ns = list(r.samples_ns or [])
         samples_ts = list(r.samples_ts or [])
-        n_prompt, n_gen, n_depth = r.n_prompt, r.n_gen, 0
+        n_prompt, n_gen, n_depth = r.n_prompt, r.n_gen, r.n_depth
         test = r.test
     else:
         # One sample: this reply's decode. gen_tok_s = (n − 1) ÷ gen_s, so avg_ns is gen_s.

@@ -90,6 +90,8 @@ class ReplyRecord:
     """Prompt tokens evaluated (bench pp: the test size)."""
     n_gen: int = 0
     """Tokens generated (bench tg: the test size)."""
+    n_depth: int = 0
+    """Bench: tokens in the cache before the timed test (llama-bench's ``n_depth``, ``-d``)."""
     ttft_s: float | None = None
     prompt_s: float | None = None
     prompt_tok_s: float | None = None
@@ -312,18 +314,21 @@ def make_bench_record(
     n_prompt: int,
     n_gen: int,
     samples_ns: list[int],
+    n_depth: int = 0,
     model_id: str | None = None,
     hardware: Hardware | None = None,
     sha256: str | None = None,
     now: datetime | None = None,
 ) -> ReplyRecord:
-    """The record of one llama-bench-style test (``pp``: ``n_gen == 0``; ``tg``: ``n_prompt == 0``)."""
+    """The record of one llama-bench-style test (``pp``: ``n_gen == 0``; ``tg``: ``n_prompt == 0``), after
+    ``n_depth`` cached tokens; named as llama-bench names it (``tg128``, ``tg128 @ d512``)."""
     from tokrace.speedlog.stats import mean
 
     hardware = hardware or describe_hardware()
     n_tokens = n_prompt + n_gen
     samples_ts = [n_tokens * 1e9 / ns for ns in samples_ns]
     test = f"pp{n_prompt}" if not n_gen else f"tg{n_gen}" if not n_prompt else f"pp{n_prompt}+tg{n_gen}"
+    test += f" @ d{n_depth}" if n_depth else ""
     avg_s = mean([ns / 1e9 for ns in samples_ns]) if samples_ns else None
     avg_ts = mean(samples_ts) if samples_ts else None
     return ReplyRecord(
@@ -336,6 +341,7 @@ def make_bench_record(
         **_model_fields(model, config, hardware, sha256),
         n_prompt=n_prompt,
         n_gen=n_gen,
+        n_depth=n_depth,
         prompt_tokens=n_prompt,
         prompt_s=avg_s if n_prompt and not n_gen else None,
         prompt_tok_s=avg_ts if n_prompt and not n_gen else None,

@@ -63,3 +63,22 @@ def test_bench_without_tests_or_model_is_an_error(tiny_model: Path, tmp_path: Pa
 def test_bench_no_log(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tiny_model), "-p", "8", "-n", "0", "-r", "1", "--no-log", "-q"]) == 0
     assert SpeedLog.open().read() == []
+
+
+def test_bench_depth_as_llama_bench(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``-d``: each test again after N cached tokens, named and recorded as llama-bench does."""
+    from tokrace.speedlog.export import export_row
+
+    code = main(["bench", str(tiny_model), "-p", "8", "-n", "4", "-d", "0,16", "-r", "1", "--threads", "1",
+                 "--json", "-q"])
+    assert code == 0
+    objects = json.loads(capsys.readouterr().out)
+    assert [(o["test"], o["n_prompt"], o["n_gen"], o["n_depth"]) for o in objects] == [
+        ("pp8", 8, 0, 0), ("pp8 @ d16", 8, 0, 16), ("tg4", 0, 4, 0), ("tg4 @ d16", 0, 4, 16),
+    ]
+    assert "llama_perf_ts" not in objects[1]  # llama.cpp's counters also hold the depth prefill
+    recorded = SpeedLog.open().read(kind="bench")
+    assert [export_row(r)["n_depth"] for r in recorded] == [0, 16, 0, 16]
+    with pytest.raises(SystemExit):  # argparse's usage error, as for -p and -n
+        main(["bench", str(tiny_model), "-d", "-1"])
+    assert "expected numbers of 0 or more" in capsys.readouterr().err

@@ -22,8 +22,13 @@ def test_bench_with_draft_reports_gen_and_draft_rows(pair, isolated_dirs: Path) 
     proc = tokrace("bench", str(target), "-p", "0", "-n", "24", "-r", "2", "--draft", str(draft),
                    "--draft-k", "3", "--json", "-q")
     assert proc.returncode == 0, proc.stderr
-    rows = {r["test"]: r for r in json.loads(proc.stdout)}
+    rows = {r["test"].split(" @ ")[0]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"tg24", "tg24-gen", "tg24-draft"}
+    # llama-bench's tg starts at depth 0; generation starts after the bench prompt, and says so.
+    assert rows["tg24"]["n_depth"] == 0 and rows["tg24"]["test"] == "tg24"
+    depth = rows["tg24-gen"]["n_depth"]
+    assert depth > 0 and rows["tg24-draft"]["n_depth"] == depth
+    assert rows["tg24-gen"]["test"] == f"tg24-gen @ d{depth}"
     drafted = rows["tg24-draft"]
     assert drafted["draft_model"] == draft.name and drafted["draft_k"] == 3  # the id chat and race log too
     assert drafted["acceptance_rate"] == 1.0  # inert extra layers: the draft is always right
@@ -31,7 +36,8 @@ def test_bench_with_draft_reports_gen_and_draft_rows(pair, isolated_dirs: Path) 
     assert drafted["speedup"] == pytest.approx(drafted["avg_ts"] / rows["tg24-gen"]["avg_ts"])
     assert len(drafted["samples_ts"]) == 2
     log = next((isolated_dirs / "data").rglob("replies.jsonl")).read_text().splitlines()
-    assert {json.loads(line)["test"] for line in log} == {"tg24", "tg24-gen", "tg24-draft"}
+    tests = {json.loads(line)["test"] for line in log}
+    assert tests == {"tg24", f"tg24-gen @ d{depth}", f"tg24-draft @ d{depth}"}
 
 
 def test_draft_k_without_draft_is_refused(pair) -> None:

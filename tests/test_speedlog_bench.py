@@ -125,7 +125,7 @@ def test_bench_runs_a_real_model_through_the_backend(tiny_model: Path) -> None:
 
     log = SpeedLog.open()
     found = resolve(LoadSpec(model=str(tiny_model), n_threads=1))
-    results = bench_model(found, [(32, 0), (0, 8)], 2, gpus=[], session_id="b1", log=log)
+    results = bench_model(found, [(32, 0, 0), (0, 8, 0)], 2, gpus=[], session_id="b1", log=log)
     log.close()
     pp, tg = results
     assert (pp.record.test, pp.record.n_prompt, pp.record.n_gen) == ("pp32", 32, 0)

@@ -52,7 +52,7 @@ def check_context(found: ResolvedSpec, n_ctx: int) -> None:
 
 def bench_model(
     found: ResolvedSpec,
-    tests: Sequence[tuple[int, int]],
+    tests: Sequence[tuple[int, int, int]],
     reps: int,
     *,
     gpus: Sequence[GpuSample],
@@ -61,11 +61,11 @@ def bench_model(
     history: Sequence[ReplyRecord] = (),
     progress: ProgressFn | None = None,
 ) -> list[BenchResult]:
-    """Load the model of ``found`` (no draft) and run each (n_prompt, n_gen) test ``reps`` times.
+    """Load the model of ``found`` (no draft) and run each (n_prompt, n_gen, n_depth) test ``reps`` times.
 
     Each test is appended to ``log`` as soon as it finishes and compared with ``history``.
     """
-    n_ctx = max(p + g for p, g in tests)
+    n_ctx = max(p + g + d for p, g, d in tests)
     check_context(found, n_ctx)
     # pp/tg time the plain model: random tokens give a draft nothing to predict (bench_draft does).
     prepared = place_resolved(_without_draft(found), gpus, min_ctx=n_ctx)
@@ -74,16 +74,17 @@ def bench_model(
     results: list[BenchResult] = []
     try:
         target = LlamaDecodeTarget.of(backend)
-        for n_prompt, n_gen in tests:
-            test = f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
+        for n_prompt, n_gen, n_depth in tests:
+            test = (f"pp{n_prompt}" if n_prompt else f"tg{n_gen}") + (f" @ d{n_depth}" if n_depth else "")
 
             def report(msg: str, test: str = test) -> None:
                 if progress is not None:
                     progress(f"{model.name} {test}: {msg}")
 
-            samples = time_test(target, n_prompt, n_gen, reps, progress=report, before_reps=target.reset_perf)
+            samples = time_test(target, n_prompt, n_gen, reps, progress=report, before_reps=target.reset_perf,
+                                n_depth=n_depth)
             record = make_bench_record(model, prepared.config, session_id, n_prompt=n_prompt, n_gen=n_gen,
-                                       samples_ns=samples, model_id=prepared.model_id)
+                                       n_depth=n_depth, samples_ns=samples, model_id=prepared.model_id)
             # llama.cpp's own counters over the timed repetitions: a cross-check of our clock.
             record.llama_perf = target.perf()
             if log is not None:
@@ -98,8 +99,9 @@ def _without_draft(found: ResolvedSpec) -> ResolvedSpec:
     return replace(found, spec=replace(found.spec, draft=DraftSpec()), draft=None)
 
 
-def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], float | None]:
-    """(ns for n_gen tokens, token ids, acceptance) of one greedy generation from a fresh context."""
+def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], float | None, int]:
+    """(ns for n_gen tokens, token ids, acceptance, prompt tokens: the KV depth generation starts at)
+    of one greedy generation from a fresh context."""
     backend.reset()
     meter = SpeedMeter()
     tokens: list[int] = []
@@ -111,7 +113,7 @@ def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], flo
     if s.gen_s is None or s.completion_tokens < 2:
         raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates")
     per_interval = s.gen_s / (s.completion_tokens - 1)
-    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate
+    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens
 
 
 def bench_draft(
@@ -147,7 +149,7 @@ def bench_draft(
             _timed_generation(plain, 8)  # warm-up, as llama-bench does
             for rep in range(reps):
                 for variant, be in (("gen", plain), ("draft", backend)):
-                    ns, tokens, acc = _timed_generation(be, n_gen)
+                    ns, tokens, acc, depth = _timed_generation(be, n_gen)
                     samples[variant].append(ns)
                     texts.setdefault(variant, tokens)
                     if acc is not None:
@@ -155,9 +157,11 @@ def bench_draft(
                 if progress is not None:
                     progress(f"{model.name} tg{n_gen} with and without {info.name}: {rep + 1}/{reps}")
             for variant in ("gen", "draft"):
+                # Generation starts after the prompt: at that depth, not at llama-bench's tg depth 0.
                 record = make_bench_record(model, prepared.config, session_id, n_prompt=0, n_gen=n_gen,
-                                           samples_ns=samples[variant], model_id=prepared.model_id)
-                record.test = f"tg{n_gen}-{variant}"
+                                           n_depth=depth, samples_ns=samples[variant],
+                                           model_id=prepared.model_id)
+                record.test = f"tg{n_gen}-{variant} @ d{depth}"
                 if variant == "draft":  # the loaded draft's id, as chat and race record it
                     record.draft_model, record.draft_k = info.name, info.k
                 if log is not None:
