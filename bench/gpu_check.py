@@ -53,6 +53,8 @@ class CheckRow:
     ceiling_tok_s: float | None = None
     joules_per_token: float | None = None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the reader should know that does not fail the check."""
 
     @property
     def efficiency(self) -> float | None:
@@ -206,9 +208,24 @@ def check(path: Path, config: str, gpus: list[Any], n_gpu_layers: int | None, *,
                                 f"({planned / real - 1:+.0%})")
     if row.tg_tok_s is None or row.ceiling_tok_s is None:
         row.problems.append("decode speed or its ceiling is missing")
+    else:
+        over_roofline(row, tolerance)
     if gpus and row.n_gpu_layers and row.joules_per_token is None:
         row.problems.append("no energy reading from NVML")
     return row
+
+
+def over_roofline(row: CheckRow, tolerance: float) -> None:
+    """A decode faster than its roofline by more than ``tolerance``: on GPUs the ceiling is wrong (a
+    problem: the card's bandwidth figure is too low); on the CPU a model small enough for the caches
+    beats the DRAM bandwidth the ceiling assumes (a note)."""
+    eff = row.efficiency
+    if eff is None or eff <= 1 + tolerance:
+        return
+    if row.n_gpu_layers:
+        row.problems.append(f"decode at {eff:.0%} of its roofline: the GPU bandwidth figure is too low")
+    else:
+        row.notes.append(f"decode at {eff:.0%} of the DRAM roofline: the model fits in the CPU caches")
 
 
 def table(rows: list[CheckRow]) -> str:
@@ -223,7 +240,7 @@ def table(rows: list[CheckRow]) -> str:
             f"| {r.config} | {r.n_gpu_layers} | {mib(r.planned_bytes)} | {mib(r.llama_bytes)} | "
             f"{mib(r.nvml_delta_bytes)} | {r.tg_tok_s or 0:.1f} | {r.ceiling_tok_s or 0:.1f} | {eff} | "
             f"{r.joules_per_token if r.joules_per_token is not None else '–'} | "
-            f"{'; '.join(r.problems) or 'ok'} |")
+            f"{'; '.join([*r.problems, *(f'note: {n}' for n in r.notes)]) or 'ok'} |")
     return "\n".join(lines)
 
 

@@ -63,3 +63,16 @@ def test_cuda_build_advice_names_the_card_architecture() -> None:
                            nvmlDeviceGetCudaComputeCapability=lambda h: (9, 0))
     advice = gpu_check.cuda_advice(nvml)
     assert "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" in advice and "llama-cpp-python==0.3.36" in advice
+
+
+def test_decode_over_its_roofline_fails_on_a_gpu_and_is_noted_on_the_cpu() -> None:
+    gpu = gpu_check.CheckRow("full offload", 33, tg_tok_s=260.0, ceiling_tok_s=200.0)
+    gpu_check.over_roofline(gpu, 0.10)
+    assert gpu.problems and "bandwidth figure is too low" in gpu.problems[0] and not gpu.notes
+    cpu = gpu_check.CheckRow("CPU", 0, tg_tok_s=774.0, ceiling_tok_s=700.0)
+    gpu_check.over_roofline(cpu, 0.10)  # 111%: a cache-resident model
+    assert not cpu.problems and "fits in the CPU caches" in cpu.notes[0]
+    assert "note: decode at 111%" in gpu_check.table([cpu])
+    within = gpu_check.CheckRow("CPU", 0, tg_tok_s=104.0, ceiling_tok_s=100.0)
+    gpu_check.over_roofline(within, 0.10)
+    assert not within.problems and not within.notes
