@@ -165,6 +165,8 @@ def check(path: Path, config: str, gpus: list[Any], n_gpu_layers: int | None, *,
     prepared = prepare(LoadSpec(model=str(path), n_threads=threads, request=request), gpus,
                        min_ctx=512)
     plan = prepared.plan
+    if plan is None:
+        raise SystemExit(f"gpu_check: no placement plan for {path} (is it a local GGUF file?)")
     row = CheckRow(config, plan.n_gpu_layers)
     row.planned_bytes = {f"GPU{d.index}": d.planned_bytes for d in plan.per_device}
     row.planned_bytes["CPU"] = plan.host.planned_bytes
