@@ -157,30 +157,6 @@ def llama_perf(ctx: Any) -> dict[str, float]:
     }
 
 
-def warm_up(llama: Llama) -> None:
-    """llama.cpp's load-time warm-up, as ``common_init_from_params`` runs it for llama-server and
-    llama-cli (on unless ``--no-warmup``): one decode of BOS + EOS in warm-up mode (a MoE model reads
-    every expert), then the cache cleared, the context synchronised and its perf counters reset. The
-    first reply then does not pay for paging the weights in or allocating compute buffers, in TTFT as
-    in llama.cpp's own tools. Raises ``RuntimeError`` when the decode fails."""
-    ctx = llama._ctx.ctx
-    vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
-    special = (llama_cpp.llama_vocab_bos(vocab), llama_cpp.llama_vocab_eos(vocab))
-    tokens = [t for t in special if t >= 0] or [0]
-    array = (llama_cpp.llama_token * len(tokens))(*tokens)
-    llama_cpp.llama_set_warmup(ctx, True)
-    try:
-        rc = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(array, len(tokens)))
-    finally:
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        llama_cpp.llama_synchronize(ctx)
-        llama_cpp.llama_perf_context_reset(ctx)
-        llama_cpp.llama_set_warmup(ctx, False)
-        llama.n_tokens = 0
-    if rc != 0:
-        raise RuntimeError(f"llama.cpp's warm-up decode returned {rc}")
-
-
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
     CAPABILITIES = Capabilities(token_ids=True, gpu_split=True, prompt_abort=True, raw_prompt=True)
@@ -246,13 +222,6 @@ class LlamaCppBackend(Backend):
             raise ModelFileError(
                 f"llama.cpp could not load {cfg.path} ({said or err}); the file may be damaged or of an"
                 " architecture this llama.cpp build does not know"
-            ) from None
-        try:
-            warm_up(llama)
-        except RuntimeError as err:
-            llama.close()
-            raise ModelFileError(
-                f"llama.cpp loaded {cfg.path} but could not decode with it ({err})"
             ) from None
         self._llama = llama
         vocab = llama._model

@@ -199,31 +199,3 @@ def test_gguf_header_is_parsed_once_per_file_version(tmp_path: Path, tiny_model:
     path.write_bytes(tiny_model.read_bytes()[:1000])  # the file changed: parsed again, and refused
     with pytest.raises(ModelFileError, match="truncated"):
         read_gguf_info(path)
-
-
-def test_load_warms_up_as_llama_cpp_and_leaves_nothing_behind(tiny_model: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """llama.cpp's load-time warm-up (llama-server's, llama-cli's) runs at load and leaves an empty
-    cache and zeroed counters: the first reply is the same as on a context that never decoded."""
-    import llama_cpp
-
-    from tokrace.backends import llama_cpp_backend
-    from tokrace.backends.llama_cpp_backend import warm_up
-
-    warmed: list[object] = []
-    monkeypatch.setattr(llama_cpp_backend, "warm_up", lambda llama: (warmed.append(llama), warm_up(llama)))
-    backend = load(tiny_model)
-    assert warmed == [backend.llama]
-    try:
-        ctx = backend.llama._ctx.ctx
-        memory = llama_cpp.llama_get_memory(ctx)
-        assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1  # no position left cached
-        assert backend.llama.n_tokens == 0
-        assert llama_cpp.llama_perf_context(ctx).t_p_eval_ms == 0  # the warm-up is not booked as a reply's
-        first = tokens_of(run(backend))
-        backend.reset()
-        warm_up(backend.llama)
-        assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1
-        assert tokens_of(run(backend)) == first
-    finally:
-        backend.unload()
