@@ -101,3 +101,18 @@ async def test_the_models_screen_shows_a_broken_catalog_and_still_lists(isolated
         assert any(r["id"] == "smollm2-135m-instruct:q4_1" for r in screen.rows)
         status = str(screen.query_one("#pull-status", Static).render())
         assert "skipped:" in status and "not valid TOML" in status
+
+
+async def test_a_metadata_read_that_ends_after_the_models_screen_closed_is_dropped(
+        isolated_dirs: Path) -> None:
+    """The plan line is filled by a thread worker; if the screen is gone by then (the user moved on, the
+    app is quitting), the result is dropped instead of failing the worker (which would end the app)."""
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        await screen.query_one("#plan", Static).remove()
+        screen._put_plan("late result")  # what the worker's call_from_thread runs
+        await pilot.pause()
+        assert app.is_running and app.return_code is None

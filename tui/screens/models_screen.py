@@ -95,7 +95,13 @@ class ModelsScreen(Screen[str | None]):
             text = say(err)
         except OSError as err:
             text = f"{ref}: {err.strerror or err}"
-        self.app.call_from_thread(self.query_one("#plan", Static).update, text)
+        self.app.call_from_thread(self._put_plan, text)
+
+    def _put_plan(self, text: str) -> None:
+        """Show ``text`` in the plan line, on the UI thread; nothing when the screen closed meanwhile
+        (a slow metadata read must not fail the app after the user moved on)."""
+        for widget in self.query("#plan").results(Static):
+            widget.update(text)
 
     def action_choose(self) -> None:
         row = self._selected()
