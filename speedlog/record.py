@@ -306,6 +306,12 @@ def _remote_fields(record: ReplyRecord, stats: ReplyStats) -> None:
     record.build_commit, record.system_info, record.gpu_info, record.gpu_driver = None, "", [], None
 
 
+def bench_test_name(n_prompt: int, n_gen: int, n_depth: int = 0) -> str:
+    """A llama-bench test's name: ``pp512``, ``tg128``, ``pp512+tg128``, with `` @ d512`` at a depth."""
+    test = f"pp{n_prompt}" if not n_gen else f"tg{n_gen}" if not n_prompt else f"pp{n_prompt}+tg{n_gen}"
+    return test + (f" @ d{n_depth}" if n_depth else "")
+
+
 def make_bench_record(
     model: LoadedModel,
     config: LoadConfig,
@@ -327,8 +333,6 @@ def make_bench_record(
     hardware = hardware or describe_hardware()
     n_tokens = n_prompt + n_gen
     samples_ts = [n_tokens * 1e9 / ns for ns in samples_ns]
-    test = f"pp{n_prompt}" if not n_gen else f"tg{n_gen}" if not n_prompt else f"pp{n_prompt}+tg{n_gen}"
-    test += f" @ d{n_depth}" if n_depth else ""
     avg_s = mean([ns / 1e9 for ns in samples_ns]) if samples_ns else None
     avg_ts = mean(samples_ts) if samples_ts else None
     return ReplyRecord(
@@ -336,7 +340,7 @@ def make_bench_record(
         time=utc_timestamp(now),
         session_id=session_id,
         kind="bench",
-        test=test,
+        test=bench_test_name(n_prompt, n_gen, n_depth),
         model_id=model_id,
         **_model_fields(model, config, hardware, sha256),
         n_prompt=n_prompt,

@@ -24,7 +24,7 @@ from tokrace.backends.meter import SpeedMeter
 from tokrace.model_registry.errors import TokraceError
 from tokrace.session import DraftSpec, ResolvedSpec, place_resolved
 from tokrace.speedlog.bench import BenchResult, compare
-from tokrace.speedlog.record import ReplyRecord, make_bench_record
+from tokrace.speedlog.record import ReplyRecord, bench_test_name, make_bench_record
 
 if TYPE_CHECKING:
     from tokrace.backends.device_telemetry import GpuSample
@@ -75,7 +75,7 @@ def bench_model(
     try:
         target = LlamaDecodeTarget.of(backend)
         for n_prompt, n_gen, n_depth in tests:
-            test = (f"pp{n_prompt}" if n_prompt else f"tg{n_gen}") + (f" @ d{n_depth}" if n_depth else "")
+            test = bench_test_name(n_prompt, n_gen, n_depth)
 
             def report(msg: str, test: str = test) -> None:
                 if progress is not None:
