@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "tests"))
 
-import llama_cpp  # noqa: E402
 from speculative import make_pair  # noqa: E402
 
 from tokrace.backends.base import GenerationParams, LoadConfig  # noqa: E402
+from tokrace.backends.bench_engine import LlamaDecodeTarget  # noqa: E402
 from tokrace.backends.events import TokenGenerated  # noqa: E402
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
 from tokrace.bench import BENCH_PROMPT  # noqa: E402
@@ -47,22 +47,15 @@ def generation(backend: LlamaCppBackend, n: int) -> tuple[float, int]:
 
 
 def raw_decode(backend: LlamaCppBackend, depth: int, n: int) -> float:
-    """tok/s of ``n`` single-token ``llama_decode`` calls after ``depth`` cached positions."""
-    llama = backend.llama
-    ctx = llama._ctx.ctx
-    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), False)
-    prefix = (llama_cpp.llama_token * depth)(*([65] * depth))
-    if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(prefix, depth)) != 0:
-        raise RuntimeError("llama_decode failed")
-    one = (llama_cpp.llama_token * 1)(65)
+    """tok/s of ``n`` single-token ``llama_decode`` calls (``tokrace bench``'s decode, one token
+    repeated) after ``depth`` cached positions."""
+    target = LlamaDecodeTarget.of(backend)
+    target.clear()
+    target.decode([65] * depth)
     t0 = time.perf_counter()
     for _ in range(n - 1):
-        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
-            raise RuntimeError("llama_decode failed")
-        llama_cpp.llama_synchronize(ctx)
-    elapsed = time.perf_counter() - t0
-    llama.n_tokens = 0  # llama-cpp-python's bookkeeping, for the next reset
-    return (n - 1) / elapsed
+        target.decode([65])
+    return (n - 1) / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from speculative import make_pair  # noqa: E402
 
 from tokrace.backends.base import LoadConfig  # noqa: E402
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+from tokrace.backends.token_batch import TokenBatch  # noqa: E402
 
 
 class Decoder:
@@ -41,32 +42,27 @@ class Decoder:
     def __init__(self, path: Path, threads: int, flash_attn: bool, n_max: int = 64) -> None:
         self.backend = LlamaCppBackend(LoadConfig(path=str(path), n_threads=threads), flash_attn=flash_attn)
         self.backend.load()
-        self.ctx = self.backend.llama._ctx.ctx
-        self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(n_max, 0, 1)
+        self.llama = self.backend.llama
+        self.memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        self.batch = TokenBatch(n_max)
 
-    def decode(self, n: int, pos0: int, all_logits: bool) -> None:
-        b = self.batch
-        for i in range(n):
-            b.token[i], b.pos[i], b.n_seq_id[i] = 65, pos0 + i, 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = all_logits or i == n - 1
-        b.n_tokens = n
-        if llama_cpp.llama_decode(self.ctx, b) != 0:
-            raise RuntimeError("llama_decode failed")
-        llama_cpp.llama_synchronize(self.ctx)
+    def decode(self, n: int, all_logits: bool) -> None:
+        self.batch.decode(self.llama, [65] * n, all_logits=all_logits)
+        llama_cpp.llama_synchronize(self.llama._ctx.ctx)
 
     def median_ms(self, n: int, depth: int, reps: int) -> float:
         """Median ms of decoding ``n`` tokens (logits for all) after ``depth`` cached positions."""
         llama_cpp.llama_memory_clear(self.memory, False)
+        self.llama.n_tokens = 0
         for start in range(0, depth, 32):
-            self.decode(min(32, depth - start), start, False)
+            self.decode(min(32, depth - start), False)
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            self.decode(n, depth, True)
+            self.decode(n, True)
             times.append(time.perf_counter() - t0)
             llama_cpp.llama_memory_seq_rm(self.memory, 0, depth, -1)  # back to the same depth
+            self.llama.n_tokens = depth
         return statistics.median(times) * 1e3
 
 
