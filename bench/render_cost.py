@@ -20,21 +20,13 @@ import itertools
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scripted_backend import SCRIPTED_MODEL, FixedSampler, ScriptedBackend
+from synthetic_chat import FixedSampler, PacedBackend, send_and_wait
 
-from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams
-from tokrace.backends.events import (
-    GenerationFinished,
-    PromptProcessed,
-    RequestStarted,
-    StreamEvent,
-    TokenGenerated,
-)
+from tokrace.backends.base import GenerationParams
 
 SHAPES = {
     "paragraphs": "the quick brown fox jumps over the lazy dog and keeps running through the field\n\n",
@@ -43,51 +35,18 @@ SHAPES = {
 }
 
 
-class SleepingBackend(ScriptedBackend):
-    """Emits ``n`` tokens at ``rate`` tok/s, sleeping in between; records (token index, CPU time)."""
-
-    def __init__(self, rate: float, n: int, shape: str, window: int) -> None:
-        super().__init__([])
-        # Tokens as a model emits them: a word with the whitespace that follows it (newlines too).
-        self.rate, self.n, self.words, self.window = rate, n, re.findall(r"\S+\s*", SHAPES[shape]), window
-        self.marks: list[tuple[float, float]] = []
-        """(wall, process CPU) every ``window`` tokens."""
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
-                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
-        t0 = time.perf_counter()
-        yield RequestStarted(t0, SCRIPTED_MODEL.name, 10, 0, "synthetic")
-        yield PromptProcessed(t0, 10, 0.0)
-        text: list[str] = []
-        for i in range(self.n):
-            if i % self.window == 0:
-                self.marks.append((time.perf_counter(), time.process_time()))
-            delay = t0 + (i + 1) / self.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            piece = self.words[i % len(self.words)]
-            text.append(piece)
-            yield TokenGenerated(i, i, piece, time.perf_counter())
-        self.marks.append((time.perf_counter(), time.process_time()))
-        yield GenerationFinished(time.perf_counter(), "length", "".join(text), self.n)
-
-
 def measure(rate: float, n: int, shape: str, window: int, idle_s: float) -> tuple[list[float], float]:
     """(CPU fraction of one core per window while streaming, CPU fraction while idle afterwards)."""
     from tokrace.tui.app import TokraceApp
 
-    backend = SleepingBackend(rate, n, shape, window)
+    # Tokens as a model emits them: a word with the whitespace that follows it (newlines too).
+    backend = PacedBackend(rate, n, re.findall(r"\S+\s*", SHAPES[shape]), sleep=True, window=window)
 
     async def go() -> float:
         app = TokraceApp(backend=backend, sampler=FixedSampler(),  # type: ignore[arg-type]
                          params=GenerationParams(max_tokens=n))
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.chat.backend is None or not app.chat._ready:
-                await pilot.pause(0.05)
-            app.chat.send("go")
-            await pilot.pause(0.1)
-            while app.chat.generating:
-                await pilot.pause(0.05)
+            await send_and_wait(app, pilot)
             await pilot.pause(1.0)  # let the final render settle
             w0, c0 = time.perf_counter(), time.process_time()
             await asyncio.sleep(idle_s)

@@ -14,55 +14,25 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scripted_backend import SCRIPTED_MODEL, FixedSampler, ScriptedBackend
+from synthetic_chat import FixedSampler, PacedBackend, send_and_wait
 
-from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams
-from tokrace.backends.events import (
-    GenerationFinished,
-    PromptProcessed,
-    RequestStarted,
-    StreamEvent,
-    TokenGenerated,
-)
+from tokrace.backends.base import GenerationParams
 from tokrace.backends.meter import SpeedMeter
 
 WORDS = "the quick brown fox jumps over the lazy dog and **keeps** running through `code` and\n\n"
 
 
-class PacedBackend(ScriptedBackend):
-    """Emits ``n`` tokens at ``rate`` tok/s with real timestamps."""
-
-    def __init__(self, rate: float, n: int) -> None:
-        super().__init__([])
-        self.rate, self.n = rate, n
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
-                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
-        words = WORDS.split(" ")
-        t0 = time.perf_counter()
-        yield RequestStarted(t0, SCRIPTED_MODEL.name, 10, 0, "synthetic")
-        yield PromptProcessed(t0, 10, 0.0)
-        interval = 1.0 / self.rate
-        text = []
-        for i in range(self.n):
-            due = t0 + (i + 1) * interval
-            while time.perf_counter() < due:  # pace, as a model would, without sleeping
-                pass
-            piece = words[i % len(words)] + " "
-            text.append(piece)
-            yield TokenGenerated(i, i, piece, time.perf_counter())
-        yield GenerationFinished(time.perf_counter(), "length", "".join(text), self.n)
+def paced(rate: float, n: int) -> PacedBackend:
+    return PacedBackend(rate, n, [w + " " for w in WORDS.split(" ")], sleep=False)
 
 
 def bare(rate: float, n: int) -> float:
     meter = SpeedMeter()
-    for event in PacedBackend(rate, n).stream_chat([], GenerationParams(max_tokens=n)):
+    for event in paced(rate, n).stream_chat([], GenerationParams(max_tokens=n)):
         meter.observe(event)
     return meter.stats.gen_tok_s or 0.0
 
@@ -71,15 +41,10 @@ def through_ui(rate: float, n: int) -> float:
     from tokrace.tui.app import TokraceApp
 
     async def go() -> float:
-        app = TokraceApp(backend=PacedBackend(rate, n), sampler=FixedSampler(),  # type: ignore[arg-type]
+        app = TokraceApp(backend=paced(rate, n), sampler=FixedSampler(),  # type: ignore[arg-type]
                          params=GenerationParams(max_tokens=n))
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.chat.backend is None or not app.chat._ready:
-                await pilot.pause(0.05)
-            app.chat.send("go")
-            await pilot.pause(0.1)
-            while app.chat.generating:
-                await pilot.pause(0.05)
+            await send_and_wait(app, pilot)
             assert app.chat.meter is not None
             return app.chat.meter.stats.gen_tok_s or 0.0
 
