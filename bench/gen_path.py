@@ -27,23 +27,21 @@ sys.path.insert(0, str(ROOT.parent / "tests"))
 
 from speculative import make_pair  # noqa: E402
 
-from tokrace.backends.base import GenerationParams, LoadConfig  # noqa: E402
+from tokrace.backends.base import LoadConfig  # noqa: E402
 from tokrace.backends.bench_engine import LlamaDecodeTarget  # noqa: E402
-from tokrace.backends.events import TokenGenerated  # noqa: E402
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from tokrace.bench import BENCH_PROMPT  # noqa: E402
+from tokrace.bench import _timed_generation  # noqa: E402
+from tokrace.model_registry.errors import TokraceError  # noqa: E402
 
 
 def generation(backend: LlamaCppBackend, n: int) -> tuple[float, int]:
-    """(tok/s of the generation path, KV depth of its first generated token)."""
-    backend.reset()
-    times = [e.t for e in backend.stream_prompt(BENCH_PROMPT, GenerationParams(max_tokens=n, temperature=0.0))
-             if isinstance(e, TokenGenerated)]
-    if len(times) < 2:
-        raise SystemExit(f"the model stopped after {len(times)} token(s); give a model that continues"
-                         " the bench prompt (--model)")
-    depth = backend.llama.n_tokens - len(times) + 1
-    return (len(times) - 1) / (times[-1] - times[0]), depth
+    """(tok/s of the generation path, KV depth of its first generated token), timed as ``tokrace bench
+    --draft`` times ``tgN-gen``."""
+    try:
+        ns, _tokens, _acceptance, depth = _timed_generation(backend, n)
+    except TokraceError as err:
+        raise SystemExit(f"{err} (--model)") from None
+    return n * 1e9 / ns, depth
 
 
 def raw_decode(backend: LlamaCppBackend, depth: int, n: int) -> float:
