@@ -30,15 +30,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadConfig, LoadedModel
-from tokrace.backends.events import GenerationFinished, RequestStarted, StreamEvent, TokenGenerated
+from tokrace.backends.events import GenerationFinished, RequestStarted, StreamEvent
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.race_verdict import Verdict, judge, lane_title
+from tokrace.backends.reply_run import ReplyRun
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes
 
@@ -50,7 +51,7 @@ RAM_HEADROOM = 0.9
 
 __all__ = [
     "LABELS", "MODES", "Lane", "LaneResult", "MemoryGuard", "RaceMode", "RaceResult", "Verdict",
-    "commit_turn", "default_mode", "judge", "lane_title", "memory_guard", "recording", "replay_events",
+    "commit_turn", "default_mode", "judge", "lane_title", "memory_guard", "replay_events",
     "run_lane", "run_race", "split_threads",
 ]
 
@@ -210,6 +211,20 @@ class Lane:
             self.backend = None
             self._warm = False
 
+    def reply(self, prompt: str, params: GenerationParams, cancel: CancelToken,
+              meter: SpeedMeter | None = None) -> ReplyRun:
+        """This lane's reply to ``prompt`` (not run yet: iterate it, on any thread), its events kept
+        for the verdict and the replay. The lane must be loaded."""
+        backend = self.backend
+        assert backend is not None
+        messages = self.messages(prompt)
+        return ReplyRun(lambda: backend.stream_chat(messages, params, cancel), meter=meter, keep_events=True)
+
+    def result(self, run: ReplyRun) -> LaneResult:
+        """The ``LaneResult`` of a finished ``reply``."""
+        assert run.finished is not None
+        return LaneResult(self.label, run.stats, run.events, run.finished, error=run.finished.error)
+
     def messages(self, prompt: str) -> list[ChatMessage]:
         system = [ChatMessage("system", self.system)] if self.system else []
         return [*system, *self.history, ChatMessage("user", prompt)]
@@ -251,39 +266,15 @@ def not_run(label: str, model: str, reason: str | None = None) -> LaneResult:
     return LaneResult(label, stats, ran=False, error=reason)
 
 
-def recording(events: Iterable[StreamEvent], sink: list[StreamEvent]) -> Iterator[StreamEvent]:
-    """Pass events through, keeping each one (true timestamps) for the verdict and a later replay."""
-    for event in events:
-        sink.append(event)
-        yield event
-
-
 def run_lane(lane: Lane, prompt: str, params: GenerationParams, cancel: CancelToken,
              meter: SpeedMeter | None = None) -> LaneResult:
     """Generate one lane's reply on the calling thread. Never raises: a lane that breaks becomes an
     error result, so the other lane (maybe on another thread) finishes its reply regardless."""
     if not lane.loaded:
         return not_run(lane.label, lane.title, lane.load_error or "not loaded")
-    assert lane.backend is not None
-    meter = meter or SpeedMeter()
-    events: list[StreamEvent] = []
-    finished: GenerationFinished | None = None
-    try:
-        for event in recording(lane.backend.stream_chat(lane.messages(prompt), params, cancel), events):
-            meter.observe(event)
-            if isinstance(event, GenerationFinished):
-                finished = event
-    except Exception as err:  # the backend broke its contract: keep the other lane racing
-        text = "".join(e.text for e in events if isinstance(e, TokenGenerated))
-        n = sum(isinstance(e, TokenGenerated) for e in events)
-        finished = GenerationFinished(time.perf_counter(), "error", text, n,
-                                      error=f"the backend failed mid-reply ({type(err).__name__}: {err})")
-        meter.observe(finished)
-    if finished is None:
-        finished = GenerationFinished(time.perf_counter(), "error", "", meter.stats.completion_tokens,
-                                      error="the backend ended without finishing its reply")
-        meter.observe(finished)
-    return LaneResult(lane.label, meter.stats, events, finished, error=finished.error)
+    run = lane.reply(prompt, params, cancel, meter)
+    run.run()
+    return lane.result(run)
 
 
 # -- the race --------------------------------------------------------------------------------------

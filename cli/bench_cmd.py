@@ -162,6 +162,7 @@ def run_serving(args: argparse.Namespace) -> int:
     from tokrace.model_registry.errors import TokraceError
     from tokrace.serving_bench import bench_serving, markdown
     from tokrace.session import LoadSpec, open_session
+    from tokrace.settings import load_settings
     from tokrace.speedlog import new_session_id
     from tokrace.speedlog.store import TolerantLog
 
@@ -175,7 +176,10 @@ def run_serving(args: argparse.Namespace) -> int:
     levels = args.concurrency or [1]
     if any(c < 1 or c > 128 for c in levels):
         raise TokraceError("--concurrency levels must be from 1 to 128")
-    session = open_session(LoadSpec(model=args.models[0]), [], record=False)
+    # A server's key and timeout come from settings.toml (the only settings a serving bench reads).
+    file = load_settings()
+    session = open_session(LoadSpec(model=args.models[0], api_key=file.api_key,
+                                    request_timeout_s=file.request_timeout_s), [], record=False)
 
     def err(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokrace.backends.base import CancelToken, ChatMessage, LoadedModel
-from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
-from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.backends.events import StreamEvent, TokenGenerated
+from tokrace.backends.meter import ReplyStats
 from tokrace.cli import common, draft_args
 from tokrace.cli.terminal_text import ReplyWriter, read_prompt, text_arg
 
@@ -97,29 +97,22 @@ def run(args: argparse.Namespace) -> int:
     backend, model = session.backend, session.model
     if sampler is not None:
         sampler.start()
-    window_id = sampler.begin_window() if sampler else None
     if system and model.template.startswith("plain completion"):
         # A base model run as plain completion continues text: it has no place for a system message.
         print(f"note: --system not used: {model.name} has no chat template and runs as plain completion"
               " (a base model continues the prompt's text)", file=sys.stderr)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    meter = SpeedMeter()
-    cancel = CancelToken()
-    finished: GenerationFinished | None = None
+    params = settings.generation_params()
+    turn = session.turn(params, messages=messages, device=sampler)
     shown = 0
     stopped_by: list[int] = []
-    for event in _interruptible(backend.stream_chat(messages, settings.generation_params(), cancel),
-                                cancel, stopped_by):
-        meter.observe(event)
+    for event in _interruptible(iter(turn), turn.cancel, stopped_by):
         if isinstance(event, TokenGenerated) and event.text and not args.json:
             out.write(event.text)
             shown += len(event.text)
-        elif isinstance(event, GenerationFinished):
-            finished = event
-    assert finished is not None  # stream_chat always ends with GenerationFinished
-    stats = meter.stats
-    window = sampler.end_window(window_id) if sampler and window_id is not None else None
+    finished, stats, window = turn.finished, turn.stats, turn.window
+    assert finished is not None  # a turn always ends with GenerationFinished
     if sampler:
         sampler.stop()
     price = settings.price_per_hour
@@ -138,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if finished.notice:
             print(f"note: {say(finished.notice)}", file=sys.stderr)
     try:
-        session.record(stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
-                       energy_j=window.energy_j if window else None, sampling=settings.generation_params())
+        turn.record()
     except TokraceError as err:
         print(f"tokrace: warning: speed log not written: {say(err)}", file=sys.stderr)
     finally:

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from tokrace.backends.openai_backend import OpenAIBackend
 from tokrace.backends.remote_endpoint import is_remote_ref, parse_endpoint
 from tokrace.model_registry.errors import TokraceError
 from tokrace.session import DraftSpec, LoadSpec, RemotePrepared, open_session, prepare
+from tokrace.settings import load_settings
 
 HI = [ChatMessage("user", "hi")]
 
@@ -184,10 +186,17 @@ def test_a_url_loads_through_the_application_layer_and_is_recorded(server: FakeS
     config = isolated_dirs / "config"
     config.mkdir(exist_ok=True)
     (config / "settings.toml").write_text('api_key = "sk-from-the-file"\nrequest_timeout_s = 20\n')
-    prepared = prepare(LoadSpec(model=f"{server.url}#good"), [])
+    # The key reaches the backend through the settings the front end read once (LoadSpec), never
+    # through a second read of settings.toml inside the application layer.
+    base = LoadSpec.from_settings(load_settings())
+    assert "sk-from-the-file" not in repr(base)
+    spec = replace(base, model=f"{server.url}#good")
+    prepared = prepare(spec, [])
     assert isinstance(prepared, RemotePrepared) and prepared.plan is None and prepared.info is None
     assert "sk-from-the-file" not in repr(prepared)
-    session = open_session(LoadSpec(model=f"{server.url}#good"), [])
+    with pytest.raises(TokraceError, match="HTTP 401"):  # without the settings: no key
+        open_session(LoadSpec(model=f"{server.url}#good"), [])
+    session = open_session(spec, [])
     try:
         assert session.model.name == "good" and session.plan is None
         _, stats = run(session.backend)  # type: ignore[arg-type]

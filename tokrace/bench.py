@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tokrace.backends.base import Backend, GenerationParams
+from tokrace.backends.base import GenerationParams
 from tokrace.backends.bench_engine import LlamaDecodeTarget, time_test
 from tokrace.backends.events import TokenGenerated
-from tokrace.backends.meter import SpeedMeter
 from tokrace.model_registry.errors import TokraceError
-from tokrace.session import DraftSpec, ResolvedSpec, place_resolved
+from tokrace.session import DraftSpec, ResolvedSpec, Session, place_resolved
 from tokrace.speedlog.bench import BenchResult, compare
 from tokrace.speedlog.record import ReplyRecord, bench_test_name, make_bench_record
 
@@ -99,19 +98,20 @@ def _without_draft(found: ResolvedSpec) -> ResolvedSpec:
     return replace(found, spec=replace(found.spec, draft=DraftSpec()), draft=None)
 
 
-def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], float | None, int]:
+def _timed_generation(session: Session, n_gen: int, *, plain: bool = False
+                      ) -> tuple[int, list[int], float | None, int]:
     """(ns for n_gen tokens, token ids, acceptance, prompt tokens: the KV depth generation starts at)
-    of one greedy generation from a fresh context."""
-    backend.reset()
-    meter = SpeedMeter()
-    tokens: list[int] = []
-    for event in backend.stream_prompt(BENCH_PROMPT, GenerationParams(max_tokens=n_gen, temperature=0.0)):
-        meter.observe(event)
-        if isinstance(event, TokenGenerated):
-            tokens.append(event.token_id)
-    s = meter.stats
+    of one greedy generation of ``session``'s model from a fresh context: a ``Turn`` on a raw prompt,
+    with the draft or without it (``plain``)."""
+    session.backend.reset()
+    turn = session.turn(GenerationParams(max_tokens=n_gen, temperature=0.0), prompt=BENCH_PROMPT, plain=plain)
+    tokens = [event.token_id for event in turn if isinstance(event, TokenGenerated)]
+    s = turn.stats
+    if s.error is not None:
+        raise TokraceError(f"the bench generation failed: {s.error}", kind="error")
     if s.gen_s is None or s.completion_tokens < 2:
-        raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates")
+        raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates",
+                           kind="usage")
     per_interval = s.gen_s / (s.completion_tokens - 1)
     return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens
 
@@ -137,7 +137,7 @@ def bench_draft(
     prepared = place_resolved(found, gpus, min_ctx=n_ctx)
     backend = prepared.build()
     model = backend.load()
-    plain = backend.plain
+    session = Session(backend, prepared, kind="bench", record=False)  # bench rows are logged below
     info = backend.capabilities.draft
     assert info is not None  # a drafted spec builds a drafted backend
     results: list[BenchResult] = []
@@ -146,10 +146,10 @@ def bench_draft(
             samples: dict[str, list[int]] = {"gen": [], "draft": []}
             acceptance: list[float] = []
             texts: dict[str, list[int]] = {}
-            _timed_generation(plain, 8)  # warm-up, as llama-bench does
+            _timed_generation(session, 8, plain=True)  # warm-up, as llama-bench does
             for rep in range(reps):
-                for variant, be in (("gen", plain), ("draft", backend)):
-                    ns, tokens, acc, depth = _timed_generation(be, n_gen)
+                for variant in ("gen", "draft"):
+                    ns, tokens, acc, depth = _timed_generation(session, n_gen, plain=variant == "gen")
                     samples[variant].append(ns)
                     texts.setdefault(variant, tokens)
                     if acc is not None:

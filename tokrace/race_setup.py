@@ -35,7 +35,6 @@ from tokrace.backends.race import (
     split_threads,
 )
 from tokrace.model_registry.errors import TokraceError
-from tokrace.model_registry.memory_plan import plan_memory
 from tokrace.model_registry.transfer import ProgressFn
 from tokrace.session import (
     DraftSpec,
@@ -46,8 +45,8 @@ from tokrace.session import (
     ResolvedSpec,
     Session,
     place_resolved,
+    record_reply,
     resolve,
-    worth_logging,
 )
 
 
@@ -97,12 +96,9 @@ def resolve_lane(label: str, ref: str, progress: ProgressFn | None = None, *,
     except TokraceError as err:
         lane.load_error = str(err)
         return lane, None
-    if isinstance(found, RemoteSpec):  # the server holds the model: no header, no memory need here
-        lane.model_id = found.model_id
-        return lane, found
-    lane.model_id = found.resolved.model_id
-    info = found.info
-    lane.need_bytes = plan_memory(info, min(4096, info.n_ctx_train or 4096)).total_bytes
+    lane.model_id = found.model_id
+    # A server holds its model: no memory needed here (None).
+    lane.need_bytes = found.need_bytes()
     return lane, found
 
 
@@ -146,12 +142,12 @@ def plan_race(
     free_ram = psutil.virtual_memory().available if ram_available is None else ram_available
     guard = memory_guard(needs, ram_available=free_ram,
                          gpu_free=[g.vram_total_bytes - g.vram_used_bytes for g in gpus])
-    machines = [_machine(found) for _, found in resolved if found is not None]
+    machines = [found.machine for _, found in resolved if found is not None]
     separate = len(machines) == 2 and len(set(machines)) == 2
     chosen = mode or ("simultaneous" if separate else default_mode(len(gpus)))
     for lane, found in resolved:
-        if isinstance(found, RemoteSpec):
-            notes.append(f"lane {lane.label} runs on the server at {found.endpoint.address}")
+        if found is not None and found.server is not None:
+            notes.append(f"lane {lane.label} runs on the server at {found.server}")
     load_in_turn = len(needs) == 2 and not guard.fits_together
     if load_in_turn:
         notes.append(guard.line())
@@ -195,18 +191,13 @@ def plan_race(
 def _same_load(prepared: PreparedModel | RemotePrepared, reuse: Session | None) -> Backend | None:
     """``reuse``'s backend when ``prepared`` would load the same file with the same settings (placement,
     context, threads, template) and neither drafts; else ``None``."""
-    if reuse is None or reuse.config is None or not isinstance(prepared, PreparedModel):
+    if reuse is None or reuse.config is None or not prepared.shareable:
         return None
-    if prepared.draft_config is not None or reuse.backend.capabilities.draft is not None:
+    if reuse.backend.capabilities.draft is not None:
         return None
     threads = prepared.config.n_threads or os.cpu_count() or 1
     same = replace(prepared.config, n_threads=None) == replace(reuse.config, n_threads=None)
     return reuse.backend if same and reuse.model.n_threads == threads else None
-
-
-def _machine(found: ResolvedSpec | RemoteSpec) -> str:
-    """Where a lane computes: ``local`` (this machine, or a server on loopback) or a server's host."""
-    return found.machine if isinstance(found, RemoteSpec) else "local"
 
 
 def check_lanes(lanes: Sequence[Lane]) -> None:
@@ -241,12 +232,14 @@ def record_race(lanes: Sequence[Lane], results: Sequence[LaneResult], *,
     session_id = new_session_id()
     errors: list[str] = []
     for lane, result in zip(lanes, results, strict=True):
-        if not result.ran or lane.model is None or lane.config is None or not worth_logging(result.stats):
-            continue  # a lane that failed before its first token measured nothing
+        if not result.ran or lane.model is None or lane.config is None:
+            continue
         try:
             recorder = SessionRecorder(lane.model, lane.config, kind="race", session_id=session_id,
                                        lane=lane.label, model_id=lane.model_id)
-            recorder.record(result.stats, sampling=sampling)  # the draft and k recorded are the reply's own
+            # The draft and k recorded are the reply's own; one that failed before its first token
+            # measured nothing and is not logged.
+            record_reply(recorder, result.stats, sampling=sampling)
         except TokraceError as err:
             errors.append(str(err))
     return errors

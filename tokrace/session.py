@@ -36,10 +36,12 @@ from tokrace.model_registry.resolve import ResolvedModel, resolve_model
 from tokrace.model_registry.transfer import ProgressFn
 
 if TYPE_CHECKING:
-    from tokrace.backends.device_telemetry import GpuSample
+    from tokrace.backends.base import CancelToken, ChatMessage
+    from tokrace.backends.device_telemetry import DeviceSampler, GpuSample
     from tokrace.backends.meter import ReplyStats
     from tokrace.settings import Settings
     from tokrace.speedlog import Kind, ReplyRecord, SessionRecorder, SpeedLog
+    from tokrace.turn import ContextFit, Turn
 
 StatusFn = Callable[[str], None]
 """Called with a short line whenever a load enters a new stage (``loading model.gguf…``)."""
@@ -85,12 +87,18 @@ class LoadSpec:
     """Logical batch in tokens (``None``: llama.cpp's default, 2048)."""
     n_ubatch: int | None = None
     """Physical batch in tokens (``None``: llama.cpp's default, 512)."""
+    api_key: str | None = field(default=None, repr=False)
+    """A remote engine's API key (settings.toml's ``api_key``; ``TOKRACE_API_KEY`` / ``OPENAI_API_KEY``
+    win when set, see ``OpenAIBackend``)."""
+    request_timeout_s: float | None = None
+    """A remote engine's longest silence tolerated mid-reply (``None``: the backend's default)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadSpec:
         """The load part of the user's settings (file and flags merged)."""
         return cls(model=settings.model, n_threads=settings.n_threads,
                    flash_attn=settings.flash_attn, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
+                   api_key=settings.api_key, request_timeout_s=settings.request_timeout_s,
                    request=settings.placement_request(),
                    draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
                                    adaptive=settings.adaptive_k))
@@ -111,6 +119,17 @@ class PreparedModel:
     @property
     def model_id(self) -> str:
         return self.resolved.model_id
+
+    @property
+    def load_line(self) -> str:
+        """What the status line says while it loads."""
+        return f"loading {self.resolved.path.name}…"
+
+    @property
+    def shareable(self) -> bool:
+        """Whether a race lane may race on the chat's loaded backend when the load settings match: only
+        without a draft (a drafted lane decodes differently)."""
+        return self.draft_config is None
 
     def build(self) -> Backend:
         """The backend (with its draft, if any), not loaded: ``load()`` reads the weights."""
@@ -145,6 +164,20 @@ class RemoteSpec:
         cores), else the server's host."""
         return "local" if self.endpoint.host in LOOPBACK_HOSTS else self.endpoint.host
 
+    @property
+    def server(self) -> str | None:
+        """``host:port`` of the server that holds the model."""
+        return self.endpoint.address
+
+    def need_bytes(self, n_ctx: int | None = None) -> int | None:
+        """``None``: the server holds the model, this machine needs no memory for it."""
+        return None
+
+    def place(self, gpus: Sequence[GpuSample], spec: LoadSpec, min_ctx: int | None = None) -> RemotePrepared:
+        """Nothing to place (the server holds the model): the URL is the only load setting."""
+        return RemotePrepared(spec, self, LoadConfig(path=self.endpoint.ref(), name=self.model_id,
+                                                     n_threads=0, n_gpu_layers=0, n_batch=0, n_ubatch=0))
+
 
 @dataclass(slots=True)
 class RemotePrepared:
@@ -162,6 +195,17 @@ class RemotePrepared:
     def model_id(self) -> str:
         return self.remote.model_id
 
+    @property
+    def load_line(self) -> str:
+        """What the status line says while it loads."""
+        return f"connecting to {self.remote.endpoint.address}…"
+
+    @property
+    def shareable(self) -> bool:
+        """Whether a race lane may reuse the chat's backend for it: never for a server (a client is
+        cheap, and the server's own settings are not ours to compare)."""
+        return False
+
     def build(self) -> Backend:
         """The remote backend, not connected: ``load()`` probes the server."""
         from tokrace.backends.openai_backend import OpenAIBackend
@@ -173,15 +217,11 @@ class RemotePrepared:
 def resolve_remote(spec: LoadSpec) -> RemoteSpec:
     """A server URL as a ``RemoteSpec``, with the key and timeout of the settings file. Raises
     ``TokraceError`` for a malformed URL or a draft asked for a server."""
-    from tokrace.settings import load_settings
-
     assert spec.model is not None
     if spec.draft.active:
         raise TokraceError("a remote engine drafts on the server (e.g. llama-server --model-draft);"
                            " {setting:draft} and {setting:lookup} apply to local models", kind="usage")
-    endpoint = parse_endpoint(spec.model)
-    settings = load_settings()
-    return RemoteSpec(spec, endpoint, settings.api_key, settings.request_timeout_s)
+    return RemoteSpec(spec, parse_endpoint(spec.model), spec.api_key, spec.request_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +232,46 @@ class ResolvedSpec:
     resolved: ResolvedModel
     info: GGUFInfo
     draft: ResolvedModel | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.resolved.model_id
+
+    @property
+    def machine(self) -> str:
+        """Which machine does the work: this one."""
+        return "local"
+
+    @property
+    def server(self) -> str | None:
+        """No server: the model runs in this process."""
+        return None
+
+    def need_bytes(self, n_ctx: int | None = None) -> int:
+        """Bytes of weights + KV cache + compute buffer at ``n_ctx`` tokens (default: tokrace's default
+        context, 4096, or the trained context when smaller), from the header."""
+        from tokrace.model_registry.memory_plan import plan_memory
+
+        n_ctx = n_ctx or min(4096, self.info.n_ctx_train or 4096)
+        return plan_memory(self.info, n_ctx).total_bytes
+
+    def place(self, gpus: Sequence[GpuSample], spec: LoadSpec, min_ctx: int | None = None) -> PreparedModel:
+        """Plan the load on ``gpus`` (see ``place_resolved``)."""
+        request = spec.request
+        if min_ctx is not None and request.n_ctx is None:
+            request = replace(request, n_ctx=min_ctx)
+        resolved = self.resolved
+        config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
+                            chat_template=resolved.chat_template, n_threads=spec.n_threads,
+                            flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
+                            n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH)
+        config, plan = place(config, gpus, request)
+        draft_config = None
+        if self.draft is not None:
+            draft_config = draft_load_config(config, str(self.draft.path), self.draft.model_id)
+        return PreparedModel(spec, resolved, self.info, config, plan, draft_config)
+
+
 
 
 def resolve(spec: LoadSpec, *, progress: ProgressFn | None = None) -> ResolvedSpec | RemoteSpec:
@@ -224,24 +304,7 @@ def place_resolved(found: ResolvedSpec | RemoteSpec, gpus: Sequence[GpuSample], 
     tokens when no context was asked for (bench: its longest test). Raises ``TokraceError`` (kind
     ``placement``) for an impossible request; ``found`` is not changed. A ``RemoteSpec`` is not
     placed (the server holds the model): it becomes a ``RemotePrepared``."""
-    spec = spec or found.spec
-    if isinstance(found, RemoteSpec):
-        return RemotePrepared(spec, found, LoadConfig(path=found.endpoint.ref(), name=found.model_id,
-                                                      n_threads=0, n_gpu_layers=0, n_batch=0,
-                                                      n_ubatch=0))
-    request = spec.request
-    if min_ctx is not None and request.n_ctx is None:
-        request = replace(request, n_ctx=min_ctx)
-    resolved = found.resolved
-    config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
-                        chat_template=resolved.chat_template, n_threads=spec.n_threads,
-                        flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
-                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH)
-    config, plan = place(config, gpus, request)
-    draft_config = None
-    if found.draft is not None:
-        draft_config = draft_load_config(config, str(found.draft.path), found.draft.model_id)
-    return PreparedModel(spec, resolved, found.info, config, plan, draft_config)
+    return found.place(gpus, spec or found.spec, min_ctx)
 
 
 def prepare(
@@ -329,13 +392,31 @@ class Session:
         A request that failed before its first token (``stop_reason`` "error", 0 tokens: e.g. a prompt
         larger than the context) measured nothing and is not logged (``None``): it would read as a
         0-token reply."""
-        if self._recorder is None or not worth_logging(stats):
+        if self._recorder is None:
             return None
-        try:
-            return self._recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
-                                         sampling=sampling)
-        except TokraceError as err:
-            raise TokraceError(err.template, kind="log", facts=err.facts) from err
+        return record_reply(self._recorder, stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j,
+                            sampling=sampling)
+
+    def turn(
+        self,
+        params: GenerationParams,
+        *,
+        messages: Sequence[ChatMessage] | None = None,
+        prompt: str | None = None,
+        fit: ContextFit | None = None,
+        cancel: CancelToken | None = None,
+        plain: bool = False,
+        device: DeviceSampler | None = None,
+        keep_events: bool = False,
+    ) -> Turn:
+        """One reply (``tokrace.turn.Turn``): to chat ``messages``, a raw ``prompt`` (no chat template;
+        bench, base models) or a conversation ``fit`` to the context: exactly one. ``plain``: on the
+        same loaded model without its draft (an A/B rerun, timed against the drafted reply).
+        ``device``: sample peak VRAM and energy over the reply. Nothing runs until it is iterated."""
+        from tokrace.turn import Turn
+
+        return Turn(self, params, messages=messages, prompt=prompt, fit=fit, cancel=cancel,
+                    backend=self.backend.plain if plain else None, device=device, keep_events=keep_events)
 
     def new_session(self) -> str | None:
         """A new speed-log session id (a new chat)."""
@@ -343,6 +424,25 @@ class Session:
 
     def unload(self) -> None:
         self.backend.unload()
+
+
+def record_reply(
+    recorder: SessionRecorder,
+    stats: ReplyStats,
+    *,
+    peak_vram_bytes: int | None = None,
+    energy_j: float | None = None,
+    sampling: GenerationParams | None = None,
+) -> ReplyRecord | None:
+    """The one way a reply reaches the speed log (chat, TUI, A/B rerun, race lanes): ``None`` for a
+    reply not worth logging (``worth_logging``); a log that cannot be written raises ``TokraceError``
+    of kind ``log``."""
+    if not worth_logging(stats):
+        return None
+    try:
+        return recorder.record(stats, peak_vram_bytes=peak_vram_bytes, energy_j=energy_j, sampling=sampling)
+    except TokraceError as err:
+        raise TokraceError(err.template, kind="log", facts=err.facts) from err
 
 
 def worth_logging(stats: ReplyStats) -> bool:
@@ -366,9 +466,7 @@ def open_session(
     """
     prepared = prepare(spec, gpus, progress=progress)
     if status is not None:
-        what = (prepared.remote.endpoint.address if isinstance(prepared, RemotePrepared)
-                else prepared.resolved.path.name)
-        status(f"{'connecting to' if isinstance(prepared, RemotePrepared) else 'loading'} {what}…")
+        status(prepared.load_line)
     backend = prepared.build()
     backend.load()
     try:

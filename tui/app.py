@@ -122,7 +122,7 @@ class TokraceApp(App[None]):
         self._records_done = threading.Condition()
         self._record_jobs = 0
         self._records_in_flight = 0
-        self._unrecorded: dict[int, tuple[Session, ReplyFinished]] = {}
+        self._unrecorded: dict[int, ReplyFinished] = {}
         """Finished replies whose record has not started yet (written by a worker or flush_records)."""
         self._chat_load_started = race is None
 
@@ -256,11 +256,11 @@ class TokraceApp(App[None]):
     def on_reply_finished(self, message: ReplyFinished) -> None:
         """Write the reply to the speed log the moment it ends (on a thread: fsync, maybe a sha256).
         What is recorded (draft or none, k) comes from the reply's own events."""
-        if self.session is not None and self.session.records:
+        if message.turn.session.records:
             with self._records_done:
                 self._record_jobs += 1
                 job = self._record_jobs
-                self._unrecorded[job] = (self.session, message)
+                self._unrecorded[job] = message
             self.record_reply(job)
         else:
             self._exit_if_pending()  # a signal stopped a reply that is not logged: nothing to wait for
@@ -294,7 +294,7 @@ class TokraceApp(App[None]):
                 return  # already written by flush_records
             self._records_in_flight += 1
         try:
-            error = self._write_record(*claimed)
+            error = self._write_record(claimed)
             if error is not None and self.is_running:
                 self.call_from_thread(self.notify, f"speed log not written: {error}", severity="error")
         finally:
@@ -305,12 +305,11 @@ class TokraceApp(App[None]):
                 self.call_from_thread(self._exit_if_pending)  # SIGTERM/SIGHUP waited for this record
 
     @staticmethod
-    def _write_record(session: Session, message: ReplyFinished) -> str | None:
-        """Append one reply to the speed log; the error line when it could not be written."""
-        window = message.window
+    def _write_record(message: ReplyFinished) -> str | None:
+        """Append one reply to the speed log (``Turn.record``: the session the reply ran on, whatever
+        was loaded since); the error line when it could not be written."""
         try:
-            session.record(message.stats, peak_vram_bytes=window.peak_vram_bytes if window else None,
-                           energy_j=window.energy_j if window else None, sampling=message.params)
+            message.turn.record()
         except TokraceError as err:
             return say(err)
         return None
@@ -322,7 +321,7 @@ class TokraceApp(App[None]):
         with self._records_done:
             jobs = list(self._unrecorded.values())
             self._unrecorded.clear()
-        errors = [e for e in (self._write_record(*job) for job in jobs) if e is not None]
+        errors = [e for e in (self._write_record(job) for job in jobs) if e is not None]
         deadline = time.monotonic() + timeout_s
         with self._records_done:
             while self._records_in_flight and time.monotonic() < deadline:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from textual import events
 from textual.errors import NoWidget
@@ -35,18 +36,13 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
-from tokrace.backends.base import (
-    Backend,
-    CancelToken,
-    ChatMessage,
-    GenerationParams,
-    LoadedModel,
-    default_threads,
-)
+from tokrace.backends.base import CancelToken, LoadedModel, default_threads
 from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
-from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.pump import EventPump
 from tokrace.backends.textstream import visible_controls
+
+if TYPE_CHECKING:
+    from tokrace.turn import Turn
 
 # Render at most this often: past ~10 Hz a reader sees no difference, and the pump keeps coalescing
 # meanwhile, so the generator is never held up.
@@ -182,12 +178,13 @@ def display_safe(text: str) -> str:
 async def stream_events_to_markdown(
     produce: Callable[[], Iterator[StreamEvent]],
     markdown: Markdown,
-    meter: SpeedMeter,
     cancel: CancelToken,
     budget: float = UI_CPU_BUDGET,
 ) -> GenerationFinished:
     """Run ``produce`` on a thread; return its ``GenerationFinished`` once the widget shows it all.
-    ``budget``: the UI's CPU per second of streaming, a share of one core (``ui_cpu_budget``)."""
+    ``produce`` measures its own events (a ``Turn`` or a ``ReplyRun``: the meter is fed where the
+    events are made); this only shows them. ``budget``: the UI's CPU per second of streaming, a share
+    of one core (``ui_cpu_budget``)."""
     pump: EventPump[StreamEvent] = EventPump(produce)
     stream = ChunkedStream(markdown)
     finished: GenerationFinished | None = None
@@ -198,7 +195,6 @@ async def stream_events_to_markdown(
         async for batch in pump.batches():
             pieces: list[str] = []
             for event in batch:
-                meter.observe(event)
                 if isinstance(event, TokenGenerated):
                     if event.text:
                         pieces.append(event.text)
@@ -228,22 +224,11 @@ async def stream_events_to_markdown(
     return finished
 
 
-async def stream_chat_reply(
-    backend: Backend,
-    messages: Sequence[ChatMessage],
-    params: GenerationParams,
-    markdown: Markdown,
-    meter: SpeedMeter,
-    cancel: CancelToken,
-    all_on_gpu: bool = False,
-) -> GenerationFinished:
-    """``stream_events_to_markdown`` for one chat reply from ``backend``, paced to its
-    ``ui_cpu_budget`` (``all_on_gpu``: every layer of its model is on GPUs)."""
-    history = list(messages)
-    return await stream_events_to_markdown(
-        lambda: backend.stream_chat(history, params, cancel), markdown, meter, cancel,
-        budget=ui_cpu_budget(backend.model, all_on_gpu),
-    )
+async def stream_turn(turn: Turn, markdown: Markdown, all_on_gpu: bool = False) -> GenerationFinished:
+    """``stream_events_to_markdown`` for one chat ``turn``, paced to its model's ``ui_cpu_budget``
+    (``all_on_gpu``: every layer of the model is on GPUs)."""
+    return await stream_events_to_markdown(lambda: iter(turn), markdown, turn.cancel,
+                                           budget=ui_cpu_budget(turn.backend.model, all_on_gpu))
 
 
 class StreamSafeScreen(Screen[None]):

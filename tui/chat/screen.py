@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
@@ -22,30 +21,22 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
-from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot, WindowStats
+from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
 from tokrace.backends.events import GenerationFinished
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.placement import ceiling_tok_s, placement_label
 from tokrace.backends.reply_extras import extras_line
 from tokrace.backends.roofline import efficiency_line, gpu_bandwidths
-from tokrace.context import (
-    MAX_TRIES,
-    TEMPLATE_CHARS,
-    overflow_notice,
-    refused_notice,
-    reserve_tokens,
-    skip_for,
-    window,
-)
 from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.settings import ContextPolicy
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.turns import ConversationScreen
-from tokrace.tui.streaming import stream_chat_reply
+from tokrace.tui.streaming import stream_turn
 from tokrace.tui.widgets.telemetry_panel import TelemetryPanel
 from tokrace.tui.words import say
+from tokrace.turn import ContextFit, Turn
 
 if TYPE_CHECKING:
     from tokrace.tui.app import TokraceApp
@@ -55,18 +46,21 @@ PLACEHOLDER = "Message (Enter sends, Shift+Enter or Ctrl+J newline, F1 keys)"
 
 
 class ReplyFinished(Message):
-    """A reply ended (finished, stopped or failed); the app records it in the speed log."""
+    """A reply ended (finished, stopped or failed); the app records it in the speed log
+    (``turn.record()``, on a thread)."""
 
-    def __init__(self, stats: ReplyStats, model: LoadedModel, finished: GenerationFinished,
-                 window: WindowStats | None = None, params: GenerationParams | None = None) -> None:
+    def __init__(self, turn: Turn) -> None:
         super().__init__()
-        self.params = params
-        """The sampling settings the reply ran with (recorded with it)."""
-        self.stats = stats
-        self.model = model
-        self.finished = finished
-        self.window = window
-        """Peak memory and energy while the reply ran (device telemetry), when measured."""
+        self.turn = turn
+
+    @property
+    def stats(self) -> ReplyStats:
+        return self.turn.stats
+
+    @property
+    def finished(self) -> GenerationFinished:
+        assert self.turn.finished is not None  # posted after the reply ended
+        return self.turn.finished
 
 
 def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
@@ -78,11 +72,6 @@ def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
     accepted = f", {acc:.0%} accepted ÷ drafted" if acc is not None else ""
     ratio = f"{a / b:.2f}× faster" if a >= b else f"{b / a:.2f}× slower"
     return f" · draft {ratio} ({a:.1f} vs {b:.1f} tok/s){accepted}"
-
-
-def _refused(finished: GenerationFinished, stats: ReplyStats, n_ctx: int) -> bool:
-    """The engine refused the request before any token because the prompt did not fit."""
-    return finished.stop_reason == "error" and not finished.text and stats.prompt_tokens >= n_ctx
 
 
 class ChatScreen(ConversationScreen):
@@ -120,13 +109,13 @@ class ChatScreen(ConversationScreen):
         """Messages after the head that requests leave out (``tokrace.context.window``)."""
         self.context_used: int | None = None
         """Tokens in the context after the last reply (its prompt + its tokens), exact."""
-        self.meter: SpeedMeter | None = None
+        self.turn: Turn | None = None
+        """The reply streaming now, or the last one."""
         self.last_drafted: ReplyStats | None = None
         """The last reply made with a draft: what an A/B rerun compares against."""
         self.last_drafted_request: tuple[list[ChatMessage], GenerationParams] | None = None
         """The messages sent for that reply and its sampler settings (a fixed seed): what an A/B
         rerun replays without the draft, so both time the same text."""
-        self._last_sent: list[ChatMessage] = []
         self._cancel: CancelToken | None = None
         self._status = "loading model…"
 
@@ -227,14 +216,29 @@ class ChatScreen(ConversationScreen):
         self._start(reply)
 
     def _start(self, reply: AssistantMessage) -> None:
-        self.meter = SpeedMeter()
-        self._cancel = CancelToken()
-        self.generate(reply, self.meter, self._cancel)
+        session = self.tokrace.session
+        assert session is not None  # a backend is attached only with its session
+        params = self.params  # as sent: F2 may change self.params while the reply streams
+        if session.backend.capabilities.draft is not None and params.seed is None:
+            # A drafted reply gets a seed of its own, so Ctrl+B can replay the same sampling without
+            # the draft (the same text, timed like for like); it is as random as llama.cpp's own.
+            params = replace(params, seed=random.randrange(2**31))
+        fit = ContextFit(self.history, self.context_policy, self.skip, self.context_used)
+        self.generate(reply, session.turn(params, fit=fit, cancel=CancelToken(), device=self._device()))
+
+    def _device(self) -> DeviceSampler | None:
+        sampler = self.tokrace.sampler
+        return sampler if isinstance(sampler, DeviceSampler) else None
+
+    @property
+    def meter(self) -> SpeedMeter | None:
+        """The current reply's meter (the last reply's once it ended): what the panel shows."""
+        return self.turn.meter if self.turn is not None else None
 
     def action_ab_rerun(self) -> None:
         """Rerun the last prompt on the same loaded model without the draft, and show the speedup."""
-        backend = self.backend
-        if backend is None or backend.capabilities.draft is None:
+        backend, session = self.backend, self.tokrace.session
+        if backend is None or session is None or backend.capabilities.draft is None:
             self.notify("A/B needs a draft: pick one with Ctrl+D.")
             return
         if self.generating or self.last_drafted is None or self.last_drafted_request is None:
@@ -247,94 +251,40 @@ class ChatScreen(ConversationScreen):
         reply = AssistantMessage()
         messages.mount(reply)
         messages.anchor()
-        self.meter = SpeedMeter()
-        self._cancel = CancelToken()
-        self.generate(reply, self.meter, self._cancel, backend=backend.plain, messages=list(sent),
-                      against=self.last_drafted, params=params)
-
-    async def _fitted_reply(self, backend: Backend, reply: AssistantMessage, meter: SpeedMeter,
-                            cancel: CancelToken, params: GenerationParams
-                            ) -> tuple[GenerationFinished, SpeedMeter, str | None]:
-        """Stream a reply to the history's window; when the engine refuses it as too long for the
-        context, trim the window under the policy (from the exact count it reported) and try again."""
-        n_ctx = backend.model.n_ctx
-        budget = n_ctx - reserve_tokens(n_ctx, self.params.max_tokens)
-        notice = None
-        if self.context_used is not None and self.context_policy != "stop":
-            # Room for this reply: trim before sending rather than fill the context after a few tokens.
-            estimate = self.context_used + len(self.history[-1].content) // 3 + TEMPLATE_CHARS
-            skip = skip_for(self.history, self.context_policy, self.skip, estimate, budget)
-            if skip is not None:
-                self.skip = skip
-        for _ in range(MAX_TRIES):
-            sent = window(self.history, self.context_policy, self.skip)
-            self._last_sent = list(sent.messages)
-            finished = await stream_chat_reply(backend, sent.messages, params, reply.markdown, meter,
-                                               cancel, all_on_gpu=self._all_on_gpu())
-            stats = meter.stats
-            if not _refused(finished, stats, n_ctx):
-                if sent.dropped:
-                    notice = overflow_notice(sent.dropped, self.context_policy)
-                return finished, meter, notice
-            skip = skip_for(self.history, self.context_policy, self.skip, stats.prompt_tokens, budget)
-            if skip is None or skip == self.skip:
-                error = refused_notice(stats.prompt_tokens, n_ctx, self.context_policy)
-                return GenerationFinished(finished.t, "error", "", 0, error=error), meter, None
-            self.skip = skip
-            meter = self.meter = SpeedMeter()
-        return finished, meter, notice
+        turn = session.turn(params, messages=sent, plain=True, cancel=CancelToken(), device=self._device())
+        self.generate(reply, turn, against=self.last_drafted)
 
     @work(exclusive=True, group="generate")
-    async def generate(self, reply: AssistantMessage, meter: SpeedMeter, cancel: CancelToken, *,
-                       backend: Backend | None = None, messages: list[ChatMessage] | None = None,
-                       against: ReplyStats | None = None, params: GenerationParams | None = None) -> None:
-        """Stream one reply. With ``messages`` it is an A/B rerun: nothing is added to the history
-        and the summary compares its speed with ``against`` (the drafted reply); ``params``: its
-        sampler settings (default: the chat's)."""
-        backend = backend or self.backend
-        assert backend is not None
-        is_rerun = messages is not None
-        params = params or self.params  # as sent: F2 may change self.params while the reply streams
-        if not is_rerun and backend.capabilities.draft is not None and params.seed is None:
-            # A drafted reply gets a seed of its own, so Ctrl+B can replay the same sampling without
-            # the draft (the same text, timed like for like); it is as random as llama.cpp's own.
-            params = replace(params, seed=random.randrange(2**31))
-        sampler = self.tokrace.sampler
-        window_id = sampler.begin_window() if isinstance(sampler, DeviceSampler) else None
-        overflow = None
+    async def generate(self, reply: AssistantMessage, turn: Turn, *,
+                       against: ReplyStats | None = None) -> None:
+        """Stream one reply (``turn``) into ``reply``. An A/B rerun (``turn.rerun``) adds nothing to the
+        history and its summary compares its speed with ``against`` (the drafted reply)."""
+        self.turn, self._cancel = turn, turn.cancel
         try:
-            if messages is not None:
-                finished = await stream_chat_reply(backend, messages, params, reply.markdown, meter,
-                                                   cancel, all_on_gpu=self._all_on_gpu())
-            else:
-                finished, meter, overflow = await self._fitted_reply(backend, reply, meter, cancel, params)
-        except Exception as err:  # a backend bug must fail this reply, not end the app
-            finished = GenerationFinished(time.perf_counter(), "error", "", 0,
-                                          error=f"the reply failed ({type(err).__name__}: {err})")
-            meter.observe(finished)
+            finished = await stream_turn(turn, reply.markdown, all_on_gpu=self._all_on_gpu())
         finally:
-            if self._cancel is cancel:
+            if self._cancel is turn.cancel:
                 self._cancel = None
-        if not is_rerun:
+        stats = turn.stats
+        if not turn.rerun:
+            assert turn.fit is not None
+            self.skip = turn.fit.skip
             self._settle_history(finished)
-            self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
-            self.last_drafted_request = (self._last_sent, params) if self.last_drafted is not None else None
+            self.last_drafted = stats if stats.draft_model is not None else None
+            self.last_drafted_request = (turn.sent, turn.params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
-                self.context_used = meter.stats.prompt_tokens + meter.stats.completion_tokens
+                self.context_used = stats.prompt_tokens + stats.completion_tokens
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
-        summary = meter.stats.summary_line()
+        summary = stats.summary_line()
         if against is not None:
-            summary = "A/B without the draft: " + summary + ab_line(against, meter.stats)
-        window_stats = None
-        if isinstance(sampler, DeviceSampler) and window_id is not None:
-            window_stats = sampler.end_window(window_id)
-        summary += extras_line(meter.stats, window_stats, self.tokrace.price_per_hour)
+            summary = "A/B without the draft: " + summary + ab_line(against, stats)
+        summary += extras_line(stats, turn.window, self.tokrace.price_per_hour)
         if finished.error:
             summary += f" · {say(finished.error)}"
-        notices = [say(n) for n in (finished.notice, overflow) if n]
+        notices = [say(n) for n in (finished.notice, turn.overflow) if n]
         reply.set_summary(summary, state=state, notice="; ".join(notices) or None)
         self.refresh_telemetry()
-        self.post_message(ReplyFinished(meter.stats, backend.model, finished, window_stats, params))
+        self.post_message(ReplyFinished(turn))
 
     def _settle_history(self, finished: GenerationFinished) -> None:
         """Keep the history a valid conversation after a reply: user and assistant alternate.
@@ -365,7 +315,7 @@ class ChatScreen(ConversationScreen):
         self.history.clear()
         self.skip = 0
         self.context_used = None
-        self.meter = None
+        self.turn = None
         self.last_drafted = None
         self.saver.stop()  # the next send starts a new file
         # No backend.reset(): the generating thread may still be winding down, and the next prompt's

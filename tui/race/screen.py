@@ -19,7 +19,6 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import CancelToken, GenerationParams
-from tokrace.backends.events import GenerationFinished, StreamEvent
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.placement import PlacementRequest
 from tokrace.backends.race import (
@@ -31,10 +30,10 @@ from tokrace.backends.race import (
     commit_turn,
     judge,
     not_run,
-    recording,
     replay_events,
     run_lane,
 )
+from tokrace.backends.reply_run import ReplyRun
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
 from tokrace.session import LoadSpec, Session
@@ -244,17 +243,10 @@ class RaceScreen(StreamSafeScreen):
                            meter: SpeedMeter | None, cancel: CancelToken) -> LaneResult:
         if not lane.loaded or lane.backend is None or meter is None:
             return not_run(lane.label, lane.title, lane.load_error or "not loaded")
-        backend, messages = lane.backend, lane.messages(prompt)
-        events: list[StreamEvent] = []
-        try:
-            finished = await stream_events_to_markdown(
-                lambda: recording(backend.stream_chat(messages, self.params, cancel), events),
-                reply.markdown, meter, cancel, budget=ui_cpu_budget(backend.model))
-        except Exception as err:  # this lane broke; the other one keeps streaming
-            finished = GenerationFinished(time.perf_counter(), "error", "", meter.stats.completion_tokens,
-                                          error=f"the backend failed mid-reply ({type(err).__name__}: {err})")
-            meter.observe(finished)
-        return LaneResult(lane.label, meter.stats, events, finished, error=finished.error)
+        run = lane.reply(prompt, self.params, cancel, meter)
+        await stream_events_to_markdown(lambda: iter(run), reply.markdown, cancel,
+                                        budget=ui_cpu_budget(lane.backend.model))
+        return lane.result(run)
 
     async def _race_fair(self, lanes: list[Lane], prompt: str, replies: list[AssistantMessage],
                          cancel: CancelToken) -> list[LaneResult]:
@@ -290,8 +282,8 @@ class RaceScreen(StreamSafeScreen):
                       cancel: CancelToken, start: float) -> None:
         if not result.events or meter is None:
             return
-        await stream_events_to_markdown(lambda: replay_events(result.events, cancel, start=start),
-                                        reply.markdown, meter, cancel)
+        replay = ReplyRun(lambda: replay_events(result.events, cancel, start=start), meter=meter)
+        await stream_events_to_markdown(lambda: iter(replay), reply.markdown, cancel)
 
     def _finish(self, lanes: list[Lane], prompt: str, replies: list[AssistantMessage],
                 results: list[LaneResult], cancel: CancelToken) -> None:
