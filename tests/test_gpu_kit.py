@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_kit  # noqa: E402
+import gpu_kit_pack  # noqa: E402
 from gpu_kit import KitError  # noqa: E402
 
 
@@ -130,7 +131,7 @@ def test_trim_rule_keeps_the_build_and_drops_the_rest(tmp_path: Path) -> None:
         folder = tarfile.TarInfo("llama_cpp_python-9.9.9/vendor/llama.cpp/src/models")
         folder.type = tarfile.DIRTYPE  # folders are not copied: extraction makes them
         tar.addfile(folder)
-    n, size = gpu_kit.trim_sdist(sdist, tmp_path / "out.tar.xz")
+    n, size = gpu_kit_pack.trim_sdist(sdist, tmp_path / "out.tar.xz")
     with tarfile.open(tmp_path / "out.tar.xz") as tar:
         names = {m.name for m in tar.getmembers()}
         first = tar.extractfile("llama_cpp_python-9.9.9/llama_cpp/__init__.py")
@@ -138,18 +139,18 @@ def test_trim_rule_keeps_the_build_and_drops_the_rest(tmp_path: Path) -> None:
     assert names == {f"llama_cpp_python-9.9.9/{rel}" for rel in KEPT}
     assert n == len(KEPT) and size == sum(len(f"file {i}\n") for i in range(len(KEPT)))
     # ``*`` stays within a folder, ``**`` crosses them.
-    assert gpu_kit.kept("vendor/llama.cpp/ggml/src/ggml-cpu.c")
-    assert not gpu_kit.kept("vendor/llama.cpp/ggml/src/ggml-opencl/ggml-opencl.cpp")
-    assert not gpu_kit.kept("vendor/llama.cpp/vendor/hashes/x.c")
+    assert gpu_kit_pack.kept("vendor/llama.cpp/ggml/src/ggml-cpu.c")
+    assert not gpu_kit_pack.kept("vendor/llama.cpp/ggml/src/ggml-opencl/ggml-opencl.cpp")
+    assert not gpu_kit_pack.kept("vendor/llama.cpp/vendor/hashes/x.c")
 
 
 def test_budget_refuses_a_pack_too_big_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "wheels").mkdir()
     (tmp_path / "wheels" / "big.whl").write_bytes(b"\0" * (3 * gpu_kit.MIB))
     (tmp_path / "manifest.json").write_text("{}")
-    assert gpu_kit.check_budget(tmp_path, gpu_kit.MIB, 5 * gpu_kit.MIB) == 3 * gpu_kit.MIB + 2
+    assert gpu_kit_pack.check_budget(tmp_path, gpu_kit.MIB, 5 * gpu_kit.MIB) == 3 * gpu_kit.MIB + 2
     with pytest.raises(KitError) as e:
-        gpu_kit.check_budget(tmp_path, 2 * gpu_kit.MIB, 5 * gpu_kit.MIB)
+        gpu_kit_pack.check_budget(tmp_path, 2 * gpu_kit.MIB, 5 * gpu_kit.MIB)
     assert str(e.value) == ("the pack (3.0 MiB) and the working tree (2.0 MiB) come to 5.0 MiB, "
                             "over the 5 MiB budget")
 
@@ -168,7 +169,7 @@ def test_imports_are_followed_through_the_package(tmp_path: Path) -> None:
     (pkg / "unused.py").write_text("import pydantic\n")
     script = tmp_path / "check.py"
     script.write_text("import numpy as np\nfrom tokrace.a import f\nimport tokrace\n")
-    assert gpu_kit.third_party_imports(script, tmp_path) == {"numpy", "yaml", "requests", "platformdirs",
+    assert gpu_kit_pack.third_party_imports(script, tmp_path) == {"numpy", "yaml", "requests", "platformdirs",
                                                              "tomli"}
 
 
@@ -179,14 +180,14 @@ def test_requirement_closure_evaluates_markers_and_extras_for_the_target() -> No
         "d": ["f; extra == 'x'", "g; extra == 'y'", "h_i"],
         "h-i": None,  # not installed: listed, nothing more known
     }
-    got = gpu_kit.requirement_closure(["A"], lambda name: requires.get(name, []))
+    got = gpu_kit_pack.requirement_closure(["A"], lambda name: requires.get(name, []))
     assert got == {"a", "b", "d", "f", "h-i"}
 
 
 def test_wheel_list_is_what_gpu_check_reaches_at_our_versions() -> None:
     from importlib.metadata import version
 
-    dists = gpu_kit.needed_distributions()
+    dists = gpu_kit_pack.needed_distributions()
     # What the GPU machine lacks, and huggingface_hub: its 1.33 is older than tokrace's >= 2.4.
     for name in ("pydantic", "pydantic-core", "gguf", "tomli-w", "httpx-sse", "platformdirs",
                  "annotated-types", "typing-inspection", "huggingface-hub", "diskcache", "nvidia-ml-py"):
