@@ -14,70 +14,27 @@ split model (``name-00001-of-00003.gguf``) is read as one model: every shard's t
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+from gguf import LlamaFileType
 
 from tokrace.model_registry.errors import ModelFileError
+from tokrace.model_registry.gguf_reader import (
+    DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    MAX_LAYERS,
+    TensorInfo,
+    read_header,
+    read_tensor_table,
+    size_unknown_types,
+)
 from tokrace.model_registry.hub import shard_info, shard_names
 
-GGUF_MAGIC = b"GGUF"
-DEFAULT_ALIGNMENT = 32
-
-# Bounds far above any real model; past them the file is corrupt, not big.
-MAX_TENSORS = 1_000_000
-MAX_KV = 100_000
-MAX_STRING = 64 * 1024 * 1024
-MAX_ARRAY = 50_000_000
-MAX_DIMS = 8
-MAX_LAYERS = 10_000
-
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-                            10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-_HASHED_ARRAYS = {"tokenizer.ggml.tokens"}
-_KEPT_ARRAYS_MAX = 64  # small arrays (per-layer head counts) are kept; big ones skipped
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int, ...]
-    ggml_type: int
-    offset: int
-    stored_bytes: int | None = None
-    """For a tensor type the ``gguf`` package does not know: its bytes from the tensor offsets."""
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def known_type(self) -> bool:
-        return self.ggml_type in _KNOWN_TYPES
-
-    @property
-    def n_bytes(self) -> int:
-        if not self.known_type:
-            return self.stored_bytes or 0
-        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(self.ggml_type)]
-        return self.n_elements // block * type_size
-
-    @property
-    def type_name(self) -> str:
-        return GGMLQuantizationType(self.ggml_type).name if self.known_type else f"type {self.ggml_type}"
-
-
-_KNOWN_TYPES = frozenset(int(t) for t in GGMLQuantizationType if t in GGML_QUANT_SIZES)
+__all__ = ["GGUF_MAGIC", "GGUFInfo", "TensorInfo", "merge_shard_tensors", "parse_gguf", "read_gguf_info",
+           "read_tensor_table"]
 
 
 @dataclass(slots=True)
@@ -131,103 +88,6 @@ class GGUFInfo:
         return int(2 * kv_heads * self.head_dim * bytes_per_element)
 
 
-class _Reader:
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.pos = 0
-
-    def read(self, n: int) -> bytes:
-        data = self.stream.read(n)
-        if len(data) != n:
-            raise ModelFileError("the GGUF header ends early: the file is truncated; download it again")
-        self.pos += n
-        return data
-
-    def skip(self, n: int) -> None:
-        try:
-            self.stream.seek(n, os.SEEK_CUR)
-            self.pos += n
-        except (OSError, ValueError, AttributeError):
-            while n > 0:
-                chunk = self.read(min(n, 1 << 20))
-                n -= len(chunk)
-
-    def scalar(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
-
-    def string_bytes(self) -> bytes:
-        n = self.scalar("<Q")
-        if n > MAX_STRING:
-            raise ModelFileError(f"the GGUF header has a {n}-byte string: the file is corrupt")
-        return self.read(n)
-
-    def string(self) -> str:
-        return self.string_bytes().decode("utf-8", errors="replace")
-
-
-def _read_value(r: _Reader, vtype: int, key: str, hasher: list[Any]) -> Any:
-    if vtype in _SCALARS:
-        return r.scalar(_SCALARS[vtype])
-    if vtype == _STRING:
-        return r.string()
-    if vtype != _ARRAY:
-        raise ModelFileError(f"the GGUF key {key!r} has unknown type {vtype}: the file is corrupt")
-    etype, count = r.scalar("<I"), r.scalar("<Q")
-    if count > MAX_ARRAY:
-        raise ModelFileError(f"the GGUF key {key!r} claims {count} elements: the file is corrupt")
-    if key in _HASHED_ARRAYS and etype == _STRING:
-        digest = hashlib.sha256()
-        for _ in range(count):
-            piece = r.string_bytes()
-            digest.update(len(piece).to_bytes(4, "little") + piece)
-        hasher.append((count, digest.hexdigest()))
-        return None
-    if etype in _SCALARS and count > _KEPT_ARRAYS_MAX:
-        r.skip(struct.calcsize(_SCALARS[etype]) * count)
-        return None
-    values = [_read_value(r, etype, key, hasher) for _ in range(count)]
-    return values if count <= _KEPT_ARRAYS_MAX else None
-
-
-def _read_tensor_infos(r: _Reader, n_tensors: int, source: str) -> list[TensorInfo]:
-    tensors: list[TensorInfo] = []
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.scalar("<I")
-        if n_dims > MAX_DIMS:
-            raise ModelFileError(f"{source}: tensor {name!r} has {n_dims} dimensions: corrupt file")
-        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
-        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
-        tensors.append(TensorInfo(name, shape, ggml_type, offset))
-    return tensors
-
-
-def _size_unknown_types(tensors: list[TensorInfo], data_size: int | None
-                        ) -> tuple[list[TensorInfo], str | None]:
-    """Give tensors of a type unknown to ``gguf`` their size from the offsets (to the next tensor, or
-    to the end of the data); a warning line when there were any."""
-    unknown = {t.ggml_type for t in tensors if not t.known_type}
-    if not unknown:
-        return tensors, None
-    ends = sorted({t.offset for t in tensors})
-    known = [t for t in tensors if t.known_type]
-    per_element = (sum(t.n_bytes for t in known) / max(sum(t.n_elements for t in known), 1)) or 1.0
-    sized: list[TensorInfo] = []
-    for t in tensors:
-        if t.known_type:
-            sized.append(t)
-            continue
-        later = [o for o in ends if o > t.offset]
-        if later:
-            size = later[0] - t.offset
-        elif data_size is not None and data_size > t.offset:
-            size = data_size - t.offset
-        else:
-            size = int(t.n_elements * per_element)
-        sized.append(TensorInfo(t.name, t.shape, t.ggml_type, t.offset, size))
-    types = ", ".join(str(u) for u in sorted(unknown))
-    return sized, (f"tensor type {types} is newer than this gguf package: sizes are estimated from the"
-                   " tensor offsets (llama.cpp decides whether it can load them)")
 
 
 def _quant_label(file_type: Any, tensors: Iterable[TensorInfo]) -> str:
@@ -247,30 +107,11 @@ def parse_gguf(stream: BinaryIO, *, file_size: int | None = None, source: str = 
                allow_incomplete: bool = False) -> GGUFInfo:
     """Parse a GGUF header from ``stream`` (positioned at 0). Raises ``ModelFileError``; a file whose
     tensor data is cut short too, unless ``allow_incomplete`` (then ``missing_bytes`` and a warning)."""
-    r = _Reader(stream)
-    head = stream.read(4)
-    r.pos = len(head)
-    if head != GGUF_MAGIC:
-        raise ModelFileError(f"{source} is not a GGUF model file (it does not start with 'GGUF')")
-    version = r.scalar("<I")
-    if version not in (2, 3):
-        raise ModelFileError(f"{source} is GGUF version {version}; tokrace reads versions 2 and 3")
-    n_tensors, n_kv = r.scalar("<Q"), r.scalar("<Q")
-    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise ModelFileError(
-            f"{source} claims {n_tensors} tensors and {n_kv} metadata keys: the file is corrupt"
-        )
-    meta: dict[str, Any] = {}
-    vocab: list[Any] = []
-    for _ in range(n_kv):
-        key = r.string()
-        value = _read_value(r, r.scalar("<I"), key, vocab)
-        if value is not None:
-            meta[key] = value
-    tensors = _read_tensor_infos(r, n_tensors, source)
+    header = read_header(stream, source)
+    meta, vocab, tensors = header.meta, header.vocab, header.tensors
     alignment = int(meta.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
-    data_offset = (r.pos + alignment - 1) // alignment * alignment
-    tensors, unknown_warning = _size_unknown_types(
+    data_offset = (header.end + alignment - 1) // alignment * alignment
+    tensors, unknown_warning = size_unknown_types(
         tensors, file_size - data_offset if file_size is not None else None)
     warnings = [unknown_warning] if unknown_warning else []
     tensors_bytes = sum(t.n_bytes for t in tensors)
@@ -387,26 +228,6 @@ def _read_gguf_info_cached(versions: tuple[tuple[str, int, int], ...], allow_inc
     return merge_shard_tensors(info, others, [s for _, s, _ in rest])
 
 
-def read_tensor_table(stream: BinaryIO, *, source: str = "file") -> list[TensorInfo]:
-    """Just the tensor table of a GGUF (metadata skipped): what a shard after the first contributes.
-
-    Shards written by ``gguf-split`` after the first carry no architecture or ``block_count``, so
-    ``parse_gguf`` cannot attribute their tensors to layers; the caller does, from these names.
-    """
-    r = _Reader(stream)
-    if r.read(4) != GGUF_MAGIC:
-        raise ModelFileError(f"{source} is not a GGUF model file (it does not start with 'GGUF')")
-    r.scalar("<I")
-    n_tensors, n_kv = r.scalar("<Q"), r.scalar("<Q")
-    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise ModelFileError(f"{source} claims {n_tensors} tensors and {n_kv} keys: the file is corrupt")
-    sink: list[Any] = []
-    for _ in range(n_kv):
-        key = r.string()
-        _read_value(r, r.scalar("<I"), key, sink)
-    return _read_tensor_infos(r, n_tensors, source)
-
-
 def merge_shard_tensors(first: GGUFInfo, others: Sequence[Sequence[TensorInfo]], sizes: Sequence[int | None]
                         ) -> GGUFInfo:
     """A sharded model as one: ``first`` shard's metadata, every shard's tensors counted and placed in
@@ -418,7 +239,7 @@ def merge_shard_tensors(first: GGUFInfo, others: Sequence[Sequence[TensorInfo]],
     embd, output = first.embd_bytes, first.output_bytes
     warnings = list(first.warnings)
     for table in others:
-        tensors, unknown = _size_unknown_types(list(table), None)
+        tensors, unknown = size_unknown_types(list(table), None)
         if unknown and unknown not in warnings:
             warnings.append(unknown)
         for t in tensors:
