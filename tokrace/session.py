@@ -373,7 +373,9 @@ class Session:
         return self._recorder is not None
 
     @property
-    def session_id(self) -> str | None:
+    def log_session_id(self) -> str | None:
+        """The speed-log session this model's replies are logged under (one per chat; ``None`` when
+        nothing is logged). Not this object: a ``Session`` is a loaded model."""
         return self._recorder.session_id if self._recorder is not None else None
 
     def record(
@@ -418,8 +420,8 @@ class Session:
         return Turn(self, params, messages=messages, prompt=prompt, fit=fit, cancel=cancel,
                     backend=self.backend.plain if plain else None, device=device, keep_events=keep_events)
 
-    def new_session(self) -> str | None:
-        """A new speed-log session id (a new chat)."""
+    def new_log_session(self) -> str | None:
+        """Start a new speed-log session (a new chat); its id."""
         return self._recorder.new_session() if self._recorder is not None else None
 
     def unload(self) -> None:

@@ -324,7 +324,7 @@ class ChatScreen(ConversationScreen):
         self.query_one(TelemetryPanel).reset()
         session = self.tokrace.session
         if session is not None:
-            session.new_session()
+            session.new_log_session()
         self.prompt.focus()
 
     # -- telemetry --------------------------------------------------------------------------------
