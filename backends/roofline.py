@@ -24,13 +24,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import psutil
-
-from tokrace.backends.device_telemetry import DeviceSnapshot
-from tokrace.backends.split_planner import SplitPlan
 from tokrace.model_registry.paths import cache_dir
+
+if TYPE_CHECKING:  # token_cost is on the --help path (race_verdict): numpy, psutil, gguf load on use
+    from tokrace.backends.device_telemetry import DeviceSnapshot
+    from tokrace.backends.split_planner import SplitPlan
 
 CACHE_FILE = "cpu_bandwidth.json"
 
@@ -163,6 +163,8 @@ def machine_fingerprint() -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
     except OSError:
         pass
+    import psutil
+
     return f"{model} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
 
 
@@ -170,6 +172,8 @@ def measure_cpu_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5,
                           threads: int | None = None) -> CpuBandwidth:
     """Best of ``repeats`` copies of ``size_bytes`` split across threads (numpy's copy releases the
     GIL), counted as STREAM counts a copy: bytes read + bytes written. About half a second."""
+    import numpy as np
+
     threads = threads or min(os.cpu_count() or 1, 4)
     n = size_bytes // 8 // threads
     src = [np.ones(n) for _ in range(threads)]

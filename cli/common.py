@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from tokrace.backends.base import GenerationParams
-from tokrace.backends.placement import PlacementRequest
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes
 from tokrace.settings import (
@@ -23,6 +22,10 @@ from tokrace.settings import (
     split_fractions,
     whole_number,
 )
+
+if TYPE_CHECKING:  # the --help path imports this module: no numpy, gguf or psutil (placement's)
+    from tokrace.backends.base import GenerationParams
+    from tokrace.backends.placement import PlacementRequest
 
 _POSITIVE_INT = whole_number(1)
 _NON_NEGATIVE = number(0)

@@ -11,13 +11,15 @@ import argparse
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
 from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
-from tokrace.race_setup import RacePlan
+
+if TYPE_CHECKING:  # race_setup loads models (httpx, numpy, gguf): imported by run(), not by --help
+    from tokrace.race_setup import RacePlan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -238,7 +238,7 @@ class Settings(BaseModel):
     step; ``temperature`` is unitless (0 = greedy).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: Annotated[str | None, Knob(
         "model", text("a .gguf path or a catalog id"), flags=("--model", "-m"), metavar="M",
