@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LINKED = ("backends", "cli", "model_registry", "speedlog", "tui")
 # What else the sdist carries whole (MANIFEST.in): the tests run from it, the bench scripts, README's images.
 SDIST_FOLDERS = (*LINKED, "tokrace", "tests", "bench", "scripts", "screenshots")
-SDIST_FILES = ("README.md", "LICENSE", "pyproject.toml", "MANIFEST.in")
+SDIST_FILES = ("README.md", "LICENSE", "pyproject.toml", "MANIFEST.in", ".importlinter")
 # Written by the build itself, not copied from the tree.
 SDIST_GENERATED = ("PKG-INFO", "setup.cfg", "tokrace.egg-info/")
 PACKAGE_DATA = ("tokrace/tui/tokrace.tcss", "tokrace/model_registry/catalog.toml")
