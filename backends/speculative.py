@@ -106,7 +106,7 @@ class SpeculativeBackend(Backend):
     def __init__(self, target: LlamaCppBackend, drafter: Drafter, *, k: int = DEFAULT_K,
                  adaptive: bool = False) -> None:
         if not 1 <= k <= MAX_K:
-            raise TokraceError(f"--draft-k {k}: expected 1 to {MAX_K}")
+            raise TokraceError(f"--draft-k {k}: expected 1 to {MAX_K}", kind="settings")
         self.target = target
         self.drafter = drafter
         self.k = k

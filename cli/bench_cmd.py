@@ -99,15 +99,16 @@ def run(args: argparse.Namespace) -> int:
     if any(is_remote_ref(ref) for ref in args.models):
         return run_serving(args)
     if args.concurrency or args.requests:
-        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)")
+        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)",
+                           kind="usage")
     tests = [(p, 0, d) for d in args.n_depth for p in args.n_prompt if p]
     tests += [(0, n, d) for d in args.n_depth for n in args.n_gen if n]
     if args.draft_k and not args.draft:
-        raise TokraceError("--draft-k needs --draft D")
+        raise TokraceError("--draft-k needs --draft D", kind="usage")
     if args.draft and not any(args.n_gen):
-        raise TokraceError("--draft times generation: give -n a size above 0")
+        raise TokraceError("--draft times generation: give -n a size above 0", kind="usage")
     if not tests:
-        raise TokraceError("no test to run: give -p or -n a size above 0")
+        raise TokraceError("no test to run: give -p or -n a size above 0", kind="usage")
 
     def err(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -166,15 +167,16 @@ def run_serving(args: argparse.Namespace) -> int:
     from tokrace.speedlog.store import TolerantLog
 
     if len(args.models) != 1:
-        raise TokraceError("bench one server at a time (its URL alone), or local models without a URL")
+        raise TokraceError("bench one server at a time (its URL alone), or local models without a URL",
+                           kind="usage")
     if args.draft:
-        raise TokraceError("--draft is for local models; a server drafts on its own side")
+        raise TokraceError("--draft is for local models; a server drafts on its own side", kind="usage")
     n_gen = max(args.n_gen)
     if n_gen < 1:
-        raise TokraceError("a serving bench generates: give -n a size above 0")
+        raise TokraceError("a serving bench generates: give -n a size above 0", kind="usage")
     levels = args.concurrency or [1]
     if any(c < 1 or c > 128 for c in levels):
-        raise TokraceError("--concurrency levels must be from 1 to 128")
+        raise TokraceError("--concurrency levels must be from 1 to 128", kind="usage")
     session = open_session(LoadSpec(model=args.models[0]), [], record=False)
 
     def err(line: str) -> None:

@@ -81,7 +81,7 @@ def parse_tensor_split(text: str | list[float] | None) -> list[float] | None:
     try:
         return split_fractions(text)
     except ValueError as err:
-        raise TokraceError(f"--tensor-split {text!r}: {err}") from None
+        raise TokraceError(f"--tensor-split {text!r}: {err}", kind="settings") from None
 
 
 def placement_request(args: argparse.Namespace) -> PlacementRequest:

@@ -102,9 +102,11 @@ def _gpu_free(spec: str | None) -> list[int]:
         try:
             sizes = [float(x) for x in spec.split(",") if x.strip()]
         except ValueError:
-            raise TokraceError(f"--gpus {spec!r}: give free GB per GPU, e.g. --gpus 24,24") from None
+            raise TokraceError(f"--gpus {spec!r}: give free GB per GPU, e.g. --gpus 24,24",
+                               kind="usage") from None
         if not sizes or any(s <= 0 for s in sizes):
-            raise TokraceError(f"--gpus {spec!r}: every GPU needs more than 0 GB, e.g. --gpus 24,24")
+            raise TokraceError(f"--gpus {spec!r}: every GPU needs more than 0 GB, e.g. --gpus 24,24",
+                               kind="usage")
         return [int(s * (1 << 30)) for s in sizes]
     try:  # real GPUs when NVML is there; CPU-only otherwise
         import warnings
@@ -204,7 +206,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         path = entry.source.model.target_path()
         marker = path.with_name(path.name + ".verified")
         if not path.exists():
-            raise TokraceError(f"{entry.id} is not downloaded; nothing to delete")
+            raise TokraceError(f"{entry.id} is not downloaded; nothing to delete", kind="usage")
         path.unlink()
         marker.unlink(missing_ok=True)
         print(f"deleted {path}")
@@ -217,9 +219,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
     match = [k for k, p in pulls.items() if k == key or (p.model_id is not None and p.model_id in ids)]
     if not match:
         if entry is not None:
-            raise TokraceError(f"{entry.id} was not downloaded by tokrace; nothing to delete")
+            raise TokraceError(f"{entry.id} was not downloaded by tokrace; nothing to delete", kind="usage")
         raise TokraceError(
-            f"tokrace did not download {ref!r}, so it will not delete it; remove it with the tool that did"
+            f"tokrace did not download {ref!r}, so it will not delete it; remove it with the tool that did",
+            kind="usage",
         )
     for k in match:
         pull = forget_pull(k)

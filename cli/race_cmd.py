@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     if args.prompt is None:
         if args.json:
-            raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)")
+            raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)",
+                               kind="usage")
         from tokrace.tui.app import TokraceApp
         from tokrace.tui.race.screen import RaceSetup
 
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     gpus = detect_gpus()
     if not prompt.strip():
-        raise TokraceError("the prompt is empty: give --prompt some text")
+        raise TokraceError("the prompt is empty: give --prompt some text", kind="usage")
     # Every model and draft is resolved, checked and placed before anything runs (strict): a bad lane
     # B stops the race before lane A spends a minute generating.
     plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,

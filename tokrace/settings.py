@@ -422,7 +422,7 @@ class Settings(BaseModel):
         except ValidationError as err:
             key, message = explain(err)
             name = (name_of or str)(key) if key in type(self).model_fields else key
-            raise TokraceError(f"{name}: {message}") from None
+            raise TokraceError(f"{name}: {message}", kind="settings") from None
 
     def non_defaults(self) -> dict[str, Any]:
         """The fields that differ from the built-in defaults (what ``save_settings`` writes)."""
@@ -492,17 +492,18 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings()
     except OSError as err:
         raise TokraceError(
-            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it"
+            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it", kind="settings"
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file") from None
+        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file",
+                           kind="settings") from None
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
         key, message = explain(err)
-        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file") from None
+        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file", kind="settings") from None
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
@@ -596,4 +597,4 @@ def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
         return Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as err:
         key, reason, value = _problem(err)
-        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}") from None
+        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}", kind="settings") from None
