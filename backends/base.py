@@ -24,6 +24,11 @@ DEFAULT_N_BATCH = 2048
 """llama.cpp's default logical batch (tokens per ``llama_decode`` call; llama-bench, llama-server)."""
 DEFAULT_N_UBATCH = 512
 """llama.cpp's default physical batch (tokens per graph evaluation)."""
+MAX_DRAFT_K = 32
+"""Most tokens tokrace drafts per verification step (``draft_k``; its verification batch holds k + 1).
+llama.cpp sets no upper bound on ``--draft-max`` (default 16; llama-server only clamps it at 0), so
+this is tokrace's own: twice llama.cpp's default, and well past where wasted drafts stop paying
+(``bench/speculative.py``)."""
 
 
 def default_threads() -> int:

@@ -42,8 +42,9 @@ class SizesAction(argparse.Action):
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tokrace.backends.base import MAX_DRAFT_K
     from tokrace.cli.common import positive_int
-    from tokrace.settings import add_settings_args
+    from tokrace.settings import add_settings_args, setting_type
 
     p = subparsers.add_parser(
         "bench",
@@ -70,8 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     out.add_argument("--md", action="store_true", help="a Markdown table (the default)")
     p.add_argument("--draft", default=None, metavar="D",
                    help="also time greedy generation with and without this draft model (tgN-gen, tgN-draft)")
-    p.add_argument("--draft-k", type=positive_int, default=None, metavar="K",
-                   help="tokens drafted per verification step (default: 4)")
+    p.add_argument("--draft-k", type=setting_type("draft_k"), default=None, metavar="K",
+                   help=f"tokens drafted per verification step, 1 to {MAX_DRAFT_K} (default: 4)")
     p.add_argument("--concurrency", "-c", type=int_list, default=None, metavar="C",
                    help="a server URL only: requests in flight per level, e.g. 1,4,16 (default: 1)")
     p.add_argument("--requests", type=positive_int, default=None, metavar="N",

@@ -13,10 +13,12 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tokrace.backends.base import MAX_DRAFT_K
 from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
 from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
+from tokrace.settings import setting_type
 
 if TYPE_CHECKING:  # race_setup loads models (httpx, numpy, gguf): imported by run(), not by --help
     from tokrace.race_setup import RacePlan
@@ -42,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--draft-a", default=None, metavar="D", help="a draft model for lane A")
     p.add_argument("--draft-b", default=None, metavar="D",
                    help="a draft model for lane B (race M M --draft-b D: the draft's speedup)")
-    p.add_argument("--draft-k", type=common.positive_int, default=None, metavar="K",
-                   help="tokens drafted per step for drafted lanes (default: 4)")
+    p.add_argument("--draft-k", type=setting_type("draft_k"), default=None, metavar="K",
+                   help=f"tokens drafted per step for drafted lanes, 1 to {MAX_DRAFT_K} (default: 4)")
     common.add_generation_args(p)
     common.add_gpu_args(p)
     p.set_defaults(func=run)
