@@ -130,12 +130,6 @@ class LoadedModel:
     n_ubatch: int = 0
     """Physical batch in tokens as loaded (0: unknown)."""
 
-    @property
-    def size_label(self) -> str:
-        from tokrace.model_registry.units import format_bytes
-
-        return format_bytes(self.size_bytes)
-
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:

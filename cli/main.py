@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="ID",
                         help="continue a saved conversation: its id (or the start of it), a .jsonl path,"
                              " or nothing for the latest (F3 in the app lists them)")
-    common.add_generation_args(parser, defaults_only=True)
+    common.add_generation_args(parser)
     common.add_gpu_args(parser)
     importlib.import_module("tokrace.cli.draft_args").add_draft_args(parser)
     parser.set_defaults(func=_run_tui)

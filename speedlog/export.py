@@ -28,7 +28,6 @@ from tokrace.speedlog.record import ReplyRecord
 from tokrace.speedlog.stats import mean, mean_sd, stdev
 
 Format: TypeAlias = Literal["jsonl", "csv", "md"]
-FORMATS: tuple[str, ...] = ("jsonl", "csv", "md")
 
 LLAMA_BENCH_FIELDS: tuple[str, ...] = (
     "build_commit", "cpu_info", "gpu_info", "backends", "model_filename", "model_type", "model_size",
