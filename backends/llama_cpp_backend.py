@@ -159,7 +159,7 @@ def llama_perf(ctx: Any) -> dict[str, float]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    CAPABILITIES = Capabilities(token_ids=True, gpu_split=True, prompt_abort=True, raw_prompt=True)
+    CAPABILITIES = Capabilities()
 
     @property
     def capabilities(self) -> Capabilities:
