@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import threading
 import time
 from collections.abc import Sequence
@@ -157,15 +156,11 @@ class CpuBandwidth:
 
 def machine_fingerprint() -> str:
     """What the figure depends on: CPU model, core count, RAM size. A new machine measures again."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
     import psutil
 
-    return f"{model} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
+    from tokrace.backends.device_telemetry import cpu_model
+
+    return f"{cpu_model()} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
 
 
 def measure_cpu_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5,

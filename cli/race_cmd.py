@@ -18,6 +18,7 @@ from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
 from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.units import format_figure as _fmt
 from tokrace.settings import setting_type
 
 if TYPE_CHECKING:  # race_setup loads models (httpx, numpy, gguf): imported by run(), not by --help
@@ -91,10 +92,6 @@ def race_json(plan: RacePlan, race: RaceResult, price_per_hour: float | None = N
                   for lane, r in zip(plan.lanes, race.lanes, strict=True)],
         "verdict": race.verdict.to_dict(),
     }
-
-
-def _fmt(value: float | None, pattern: str) -> str:
-    return "–" if value is None else pattern.format(value)
 
 
 def table(plan: RacePlan, race: RaceResult) -> str:
