@@ -24,6 +24,11 @@ DEFAULT_N_BATCH = 2048
 """llama.cpp's default logical batch (tokens per ``llama_decode`` call; llama-bench, llama-server)."""
 DEFAULT_N_UBATCH = 512
 """llama.cpp's default physical batch (tokens per graph evaluation)."""
+MAX_DRAFT_K = 32
+"""Most tokens tokrace drafts per verification step (``draft_k``; its verification batch holds k + 1).
+llama.cpp sets no upper bound on ``--draft-max`` (default 16; llama-server only clamps it at 0), so
+this is tokrace's own: twice llama.cpp's default, and well past where wasted drafts stop paying
+(``bench/speculative.py``)."""
 
 
 def default_threads() -> int:
@@ -125,29 +130,17 @@ class LoadedModel:
     n_ubatch: int = 0
     """Physical batch in tokens as loaded (0: unknown)."""
 
-    @property
-    def size_label(self) -> str:
-        from tokrace.model_registry.units import format_bytes
-
-        return format_bytes(self.size_bytes)
-
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do and report; every field is read by a caller (the UI, the log, race)."""
+    """What a backend can do and report; every field is read by a caller (the UI, the log, race, bench;
+    ``tests/test_capabilities.py`` checks). How a reply's tokens were counted and the server's own
+    timings are facts of each reply (``ReplyStats.token_count_source``, ``GenerationFinished.server``);
+    whether the build can offload is ``LoadedModel.gpu_offload``; an engine without raw prompts raises
+    from ``stream_prompt``."""
 
     draft: DraftInfo | None = None
     """Speculative decoding in use (``None``: plain decoding)."""
-    token_ids: bool = False
-    """Emits real token ids, so token counts are exact (a remote API may only give text chunks)."""
-    server_timings: bool = False
-    """The engine reports its own prompt/decode timings (llama-server's ``timings``)."""
-    gpu_split: bool = False
-    """Honours ``n_gpu_layers`` / ``tensor_split`` / ``split_mode`` (when the build has a GPU)."""
-    prompt_abort: bool = False
-    """Can stop in the middle of a prompt evaluation, not only between tokens."""
-    raw_prompt: bool = False
-    """``stream_prompt`` takes raw text without a chat template (bench, base models)."""
 
 
 class CancelToken:
@@ -208,7 +201,8 @@ class Backend(ABC):
         *,
         stops: Sequence[str] = (),
     ) -> Iterator[StreamEvent]:
-        """Generate from raw prompt text, no chat template (when ``capabilities.raw_prompt``)."""
+        """Generate from raw prompt text, no chat template (bench, base models); an engine that takes chat
+        messages only (a remote server) raises ``TokraceError`` (kind ``usage``)."""
         from tokrace.model_registry.errors import TokraceError
 
         raise TokraceError(f"{self.name} takes chat messages only, not a raw prompt", kind="usage")

@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
+import subprocess
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import psutil
@@ -140,6 +143,11 @@ class NvmlReader:
             self._static.append((name, clock, bus))
         return len(self._handles)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The GPUs' names, as ``open`` read them."""
+        return tuple(name for name, _, _ in self._static)
+
     def _optional(self, i: int, what: str, fn: Any, *args: Any) -> Any:
         if (i, what) in self._unsupported:
             return None
@@ -201,6 +209,45 @@ def detect_gpus(nvml: Any | None = None) -> list[GpuSample]:
         return []
     finally:
         reader.close()
+
+
+def gpu_inventory(nvml: Any | None = None) -> tuple[tuple[str, ...], str | None]:
+    """GPU names and the NVIDIA driver version (for the speed log's hardware line), read as
+    ``NvmlReader.open`` reads them; ``((), None)`` when there is no NVML, no driver or no GPU."""
+    nvml = nvml if nvml is not None else load_nvml()
+    if nvml is None:
+        return (), None
+    reader = NvmlReader(nvml)
+    try:
+        if not reader.open():
+            return (), None
+        driver = nvml.nvmlSystemGetDriverVersion()
+        return reader.names, driver.decode() if isinstance(driver, bytes) else str(driver)
+    except Exception:  # NVMLError_LibraryNotFound and friends: no driver, no GPU to report
+        return (), None
+    finally:
+        reader.close()
+
+
+def cpu_model() -> str:
+    """``/proc/cpuinfo``'s model name on Linux, ``sysctl`` on macOS, else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=2
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 class DeviceSampler:

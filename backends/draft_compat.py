@@ -53,7 +53,7 @@ def check_draft_path(target_path: str | Path, draft_path: str | Path) -> None:
     if why is not None:
         raise TokraceError(
             f"{os.path.basename(str(draft_path))} cannot draft for {os.path.basename(str(target_path))}:"
-            f" {why}; pick a draft model from the same family (same tokenizer)"
+            f" {why}; pick a draft model from the same family (same tokenizer)", kind="draft"
         )
 
 

@@ -159,7 +159,7 @@ def llama_perf(ctx: Any) -> dict[str, float]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    CAPABILITIES = Capabilities(token_ids=True, gpu_split=True, prompt_abort=True, raw_prompt=True)
+    CAPABILITIES = Capabilities()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -459,7 +459,8 @@ class LlamaCppBackend(Backend):
         except RuntimeError as err:
             if self._cancel is not None and self._cancel.cancelled:
                 raise PromptAborted from None
-            raise TokraceError(f"llama.cpp failed while evaluating the prompt ({err})") from None
+            raise TokraceError(f"llama.cpp failed while evaluating the prompt ({err})",
+                               kind="engine") from None
         finally:
             self._arm_abort(False)
 

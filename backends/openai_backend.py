@@ -96,8 +96,7 @@ class OpenAIBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(token_ids=False, server_timings=self.server is not None
-                            and self.server.engine.startswith("llama-server"))
+        return Capabilities()
 
     @property
     def engine(self) -> str:

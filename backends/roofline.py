@@ -18,19 +18,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import psutil
-
-from tokrace.backends.device_telemetry import DeviceSnapshot
-from tokrace.backends.split_planner import SplitPlan
 from tokrace.model_registry.paths import cache_dir
+
+if TYPE_CHECKING:  # token_cost is on the --help path (race_verdict): numpy, psutil, gguf load on use
+    from tokrace.backends.device_telemetry import DeviceSnapshot
+    from tokrace.backends.split_planner import SplitPlan
 
 CACHE_FILE = "cpu_bandwidth.json"
 
@@ -157,19 +156,19 @@ class CpuBandwidth:
 
 def machine_fingerprint() -> str:
     """What the figure depends on: CPU model, core count, RAM size. A new machine measures again."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
+    import psutil
+
+    from tokrace.backends.device_telemetry import cpu_model
+
+    return f"{cpu_model()} | {os.cpu_count()} cpus | {psutil.virtual_memory().total // (1 << 30)} GiB"
 
 
 def measure_cpu_bandwidth(size_bytes: int = 256 << 20, repeats: int = 5,
                           threads: int | None = None) -> CpuBandwidth:
     """Best of ``repeats`` copies of ``size_bytes`` split across threads (numpy's copy releases the
     GIL), counted as STREAM counts a copy: bytes read + bytes written. About half a second."""
+    import numpy as np
+
     threads = threads or min(os.cpu_count() or 1, 4)
     n = size_bytes // 8 // threads
     src = [np.ones(n) for _ in range(threads)]

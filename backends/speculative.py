@@ -32,6 +32,7 @@ from typing import Any
 import llama_cpp
 
 from tokrace.backends.base import (
+    MAX_DRAFT_K,
     Backend,
     CancelToken,
     Capabilities,
@@ -61,7 +62,7 @@ DEFAULT_K = 4
 acceptance pair (target 35× the draft's cost) k = 2/4/8 gave 2.3/3.1/4.3×, but prompt lookup on a real
 code edit (~60% acceptance) was best at k = 4 (1.0–1.1×; k = 8: 0.9–1.0×): wasted drafts widen every
 verification batch. 4 is the safe default; ``adaptive`` grows it while drafts keep being accepted."""
-MAX_K = 32
+MAX_K = MAX_DRAFT_K
 
 
 class AdaptiveK:
@@ -106,7 +107,8 @@ class SpeculativeBackend(Backend):
     def __init__(self, target: LlamaCppBackend, drafter: Drafter, *, k: int = DEFAULT_K,
                  adaptive: bool = False) -> None:
         if not 1 <= k <= MAX_K:
-            raise TokraceError(f"--draft-k {k}: expected 1 to {MAX_K}")
+            # Settings refuses such a k first; this names it in the words of whichever interface shows it.
+            raise TokraceError(f"{{setting:draft_k}} must be from 1 to {MAX_K}, got {k}", kind="settings")
         self.target = target
         self.drafter = drafter
         self.k = k

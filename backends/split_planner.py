@@ -51,7 +51,8 @@ def simulated_gpus(sizes_gib: Sequence[float]) -> list[GpuDevice]:
     gpus = []
     for i, size in enumerate(sizes_gib):
         if not size > 0:
-            raise TokraceError(f"GPU {i} size must be above 0 GB, got {size}; e.g. --gpus 24,24")
+            raise TokraceError(f"GPU {i} size must be above 0 GB, got {size}; e.g. --gpus 24,24",
+                               kind="usage")
         n = int(size * GIB)
         gpus.append(GpuDevice(i, f"simulated {size:g} GB", n, n))
     return gpus

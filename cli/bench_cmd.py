@@ -42,8 +42,9 @@ class SizesAction(argparse.Action):
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tokrace.backends.base import MAX_DRAFT_K
     from tokrace.cli.common import positive_int
-    from tokrace.settings import add_settings_args
+    from tokrace.settings import add_settings_args, setting_type
 
     p = subparsers.add_parser(
         "bench",
@@ -70,8 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     out.add_argument("--md", action="store_true", help="a Markdown table (the default)")
     p.add_argument("--draft", default=None, metavar="D",
                    help="also time greedy generation with and without this draft model (tgN-gen, tgN-draft)")
-    p.add_argument("--draft-k", type=positive_int, default=None, metavar="K",
-                   help="tokens drafted per verification step (default: 4)")
+    p.add_argument("--draft-k", type=setting_type("draft_k"), default=None, metavar="K",
+                   help=f"tokens drafted per verification step, 1 to {MAX_DRAFT_K} (default: 4)")
     p.add_argument("--concurrency", "-c", type=int_list, default=None, metavar="C",
                    help="a server URL only: requests in flight per level, e.g. 1,4,16 (default: 1)")
     p.add_argument("--requests", type=positive_int, default=None, metavar="N",
@@ -99,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
     if any(is_remote_ref(ref) for ref in args.models):
         return run_serving(args)
     if args.concurrency or args.requests:
-        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)")
+        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)",
+                           kind="usage")
     tests = [(p, 0, d) for d in args.n_depth for p in args.n_prompt if p]
     tests += [(0, n, d) for d in args.n_depth for n in args.n_gen if n]
     if args.draft_k and not args.draft:
-        raise TokraceError("--draft-k needs --draft D")
+        raise TokraceError("--draft-k needs --draft D", kind="usage")
     if args.draft and not any(args.n_gen):
-        raise TokraceError("--draft times generation: give -n a size above 0")
+        raise TokraceError("--draft times generation: give -n a size above 0", kind="usage")
     if not tests:
-        raise TokraceError("no test to run: give -p or -n a size above 0")
+        raise TokraceError("no test to run: give -p or -n a size above 0", kind="usage")
 
     def err(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -167,15 +169,16 @@ def run_serving(args: argparse.Namespace) -> int:
     from tokrace.speedlog.store import TolerantLog
 
     if len(args.models) != 1:
-        raise TokraceError("bench one server at a time (its URL alone), or local models without a URL")
+        raise TokraceError("bench one server at a time (its URL alone), or local models without a URL",
+                           kind="usage")
     if args.draft:
-        raise TokraceError("--draft is for local models; a server drafts on its own side")
+        raise TokraceError("--draft is for local models; a server drafts on its own side", kind="usage")
     n_gen = max(args.n_gen)
     if n_gen < 1:
-        raise TokraceError("a serving bench generates: give -n a size above 0")
+        raise TokraceError("a serving bench generates: give -n a size above 0", kind="usage")
     levels = args.concurrency or [1]
     if any(c < 1 or c > 128 for c in levels):
-        raise TokraceError("--concurrency levels must be from 1 to 128")
+        raise TokraceError("--concurrency levels must be from 1 to 128", kind="usage")
     # A server's key and timeout come from settings.toml (the only settings a serving bench reads).
     file = load_settings()
     session = open_session(LoadSpec(model=args.models[0], api_key=file.api_key,

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from tokrace.backends.base import GenerationParams
-from tokrace.backends.placement import PlacementRequest
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes
 from tokrace.settings import (
     Settings,
     add_settings_args,
     load_settings,
-    number,
     settings_from_args,
     split_fractions,
     whole_number,
 )
 
+if TYPE_CHECKING:  # the --help path imports this module: no numpy, gguf or psutil (placement's)
+    from tokrace.backends.base import GenerationParams
+    from tokrace.backends.placement import PlacementRequest
+
 _POSITIVE_INT = whole_number(1)
-_NON_NEGATIVE = number(0)
 
 
 def positive_int(text: str) -> int:
@@ -36,22 +37,14 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{err}, got {text!r}") from None
 
 
-def non_negative_float(text: str) -> float:
-    """argparse ``type``: a finite number of 0 or more."""
-    try:
-        return _NON_NEGATIVE(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{err}, got {text!r}") from None
-
-
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """``--model/-m`` (from ``Settings.model``)."""
     add_settings_args(parser, ["model"], required=["model"] if required else ())
 
 
-def add_generation_args(parser: argparse.ArgumentParser, *, defaults_only: bool = False) -> None:
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
     """The "generation" group: ``--max-tokens/-n``, ``--temperature/-t``, ``--seed``, ``--ctx``,
-    ``--threads`` (from the ``Settings`` fields in that group; ``defaults_only`` is unused)."""
+    ``--threads`` (from the ``Settings`` fields in that group)."""
     add_settings_args(parser, Settings.names(group="generation"))
 
 
@@ -78,7 +71,7 @@ def parse_tensor_split(text: str | list[float] | None) -> list[float] | None:
     try:
         return split_fractions(text)
     except ValueError as err:
-        raise TokraceError(f"--tensor-split {text!r}: {err}") from None
+        raise TokraceError(f"--tensor-split {text!r}: {err}", kind="settings") from None
 
 
 def placement_request(args: argparse.Namespace) -> PlacementRequest:

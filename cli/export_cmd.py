@@ -69,13 +69,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.last:
         if not sessions:
-            raise TokraceError(f"the speed log {log.path} has no sessions yet; chat or bench first")
+            raise TokraceError(f"the speed log {log.path} has no sessions yet; chat or bench first",
+                               kind="log")
         args.session = sessions[0].session_id
     if args.session:
         records = [r for r in records if r.session_id == args.session]
         if not records:
             raise TokraceError(
-                f"no session {args.session!r} in {log.path}; list them with 'tokrace export --list'"
+                f"no session {args.session!r} in {log.path}; list them with 'tokrace export --list'",
+                kind="usage",
             )
     if not records:
         _stderr(f"tokrace: warning: nothing recorded yet in {log.path}")

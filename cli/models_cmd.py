@@ -98,30 +98,15 @@ class ProgressPrinter:
 
 # -- plan -------------------------------------------------------------------------------------------------
 def _gpu_free(spec: str | None) -> list[int]:
+    """Free bytes per GPU: ``--gpus`` as given (GB, parsed as ``tokrace plan`` does; the split planner
+    refuses a size of 0), else the GPUs NVML finds (none: CPU only)."""
+    from tokrace.backends.device_telemetry import detect_gpus
+    from tokrace.backends.split_planner import GIB
+    from tokrace.cli.plan_cmd import parse_gpus
+
     if spec:
-        try:
-            sizes = [float(x) for x in spec.split(",") if x.strip()]
-        except ValueError:
-            raise TokraceError(f"--gpus {spec!r}: give free GB per GPU, e.g. --gpus 24,24") from None
-        if not sizes or any(s <= 0 for s in sizes):
-            raise TokraceError(f"--gpus {spec!r}: every GPU needs more than 0 GB, e.g. --gpus 24,24")
-        return [int(s * (1 << 30)) for s in sizes]
-    try:  # real GPUs when NVML is there; CPU-only otherwise
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the old "pynvml" wheel warns on import; nvidia-ml-py does not
-            import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free)
-                    for i in range(count)]
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return []
+        return [int(s * GIB) for s in parse_gpus(spec)]
+    return [g.vram_total_bytes - g.vram_used_bytes for g in detect_gpus()]
 
 
 def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
@@ -204,7 +189,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         path = entry.source.model.target_path()
         marker = path.with_name(path.name + ".verified")
         if not path.exists():
-            raise TokraceError(f"{entry.id} is not downloaded; nothing to delete")
+            raise TokraceError(f"{entry.id} is not downloaded; nothing to delete", kind="usage")
         path.unlink()
         marker.unlink(missing_ok=True)
         print(f"deleted {path}")
@@ -217,9 +202,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
     match = [k for k, p in pulls.items() if k == key or (p.model_id is not None and p.model_id in ids)]
     if not match:
         if entry is not None:
-            raise TokraceError(f"{entry.id} was not downloaded by tokrace; nothing to delete")
+            raise TokraceError(f"{entry.id} was not downloaded by tokrace; nothing to delete", kind="usage")
         raise TokraceError(
-            f"tokrace did not download {ref!r}, so it will not delete it; remove it with the tool that did"
+            f"tokrace did not download {ref!r}, so it will not delete it; remove it with the tool that did",
+            kind="usage",
         )
     for k in match:
         pull = forget_pull(k)

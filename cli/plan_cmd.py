@@ -59,10 +59,10 @@ def parse_gpus(text: str) -> list[float]:
         sizes = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise TokraceError(
-            f"--gpus {text!r}: expected GPU sizes in GB separated by commas, e.g. 24,24"
+            f"--gpus {text!r}: expected GPU sizes in GB separated by commas, e.g. 24,24", kind="usage"
         ) from None
     if not sizes:
-        raise TokraceError("--gpus needs at least one size in GB, e.g. --gpus 24")
+        raise TokraceError("--gpus needs at least one size in GB, e.g. --gpus 24", kind="usage")
     return sizes
 
 
@@ -107,7 +107,7 @@ def _remote(ref: str) -> GGUFInfo:
     except ImportError:
         raise TokraceError(
             f"planning {ref} needs the model registry's remote header reader, which this install lacks; "
-            "download the model first ('tokrace models pull') and plan the file"
+            "download the model first ('tokrace models pull') and plan the file", kind="usage"
         ) from None
     return read_remote_gguf_info(ref)
 

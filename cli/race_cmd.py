@@ -11,13 +11,18 @@ import argparse
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tokrace.backends.base import MAX_DRAFT_K
 from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
 from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
-from tokrace.race_setup import RacePlan
+from tokrace.model_registry.units import format_figure as _fmt
+from tokrace.settings import setting_type
+
+if TYPE_CHECKING:  # race_setup loads models (httpx, numpy, gguf): imported by run(), not by --help
+    from tokrace.race_setup import RacePlan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--draft-a", default=None, metavar="D", help="a draft model for lane A")
     p.add_argument("--draft-b", default=None, metavar="D",
                    help="a draft model for lane B (race M M --draft-b D: the draft's speedup)")
-    p.add_argument("--draft-k", type=common.positive_int, default=None, metavar="K",
-                   help="tokens drafted per step for drafted lanes (default: 4)")
+    p.add_argument("--draft-k", type=setting_type("draft_k"), default=None, metavar="K",
+                   help=f"tokens drafted per step for drafted lanes, 1 to {MAX_DRAFT_K} (default: 4)")
     common.add_generation_args(p)
     common.add_gpu_args(p)
     p.set_defaults(func=run)
@@ -89,10 +94,6 @@ def race_json(plan: RacePlan, race: RaceResult, price_per_hour: float | None = N
     }
 
 
-def _fmt(value: float | None, pattern: str) -> str:
-    return "–" if value is None else pattern.format(value)
-
-
 def table(plan: RacePlan, race: RaceResult) -> str:
     head = ("lane", "model", "tokens", "tok/s", "TTFT", "prompt tok/s", "finish", "stop")
     rows = [head]
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     if args.prompt is None:
         if args.json:
-            raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)")
+            raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)",
+                               kind="usage")
         from tokrace.tui.app import TokraceApp
         from tokrace.tui.race.screen import RaceSetup
 
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     gpus = detect_gpus()
     if not prompt.strip():
-        raise TokraceError("the prompt is empty: give --prompt some text")
+        raise TokraceError("the prompt is empty: give --prompt some text", kind="usage")
     # Every model and draft is resolved, checked and placed before anything runs (strict): a bad lane
     # B stops the race before lane A spends a minute generating.
     plan = plan_race([args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,

@@ -99,7 +99,8 @@ def parse_params(value: Any, where: str) -> int | None:
         return value
     m = _PARAMS_RE.match(str(value).strip())
     if not m:
-        raise TokraceError(f"{where}: params {value!r} is not a count like '8.0B' or '135M'; fix the entry")
+        raise TokraceError(f"{where}: params {value!r} is not a count like '8.0B' or '135M'; fix the entry",
+                           kind="catalog")
     scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}[m[2].upper()]
     return int(float(m[1]) * scale)
 
@@ -108,10 +109,11 @@ def _str(raw: dict[str, Any], key: str, where: str, *, required: bool = True) ->
     value = raw.get(key)
     if value is None:
         if required:
-            raise TokraceError(f"{where}: missing '{key}'; add it to the entry")
+            raise TokraceError(f"{where}: missing '{key}'; add it to the entry", kind="catalog")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise TokraceError(f"{where}: '{key}' must be a non-empty string, got {value!r}; fix the entry")
+        raise TokraceError(f"{where}: '{key}' must be a non-empty string, got {value!r}; fix the entry",
+                           kind="catalog")
     return value
 
 
@@ -121,54 +123,62 @@ def _source(raw: dict[str, Any], kind: str, mid: str, where: str, size: int | No
         file = _str(raw, "file", where, required=False)
         pattern = _str(raw, "quant_pattern", where, required=False)
         if (file is None) == (pattern is None):
-            raise TokraceError(f"{where}: give exactly one of 'file' or 'quant_pattern'; fix the entry")
+            raise TokraceError(f"{where}: give exactly one of 'file' or 'quant_pattern'; fix the entry",
+                               kind="catalog")
         if file is not None:
             try:
                 check_filename(file)
             except TokraceError as err:
-                raise TokraceError(f"{where}: {err}") from None
+                raise TokraceError(f"{where}: {err}", kind="catalog") from None
         revision = _str(raw, "revision", where, required=False) or DEFAULT_REVISION
         return HfSource(repo, file, pattern.upper() if pattern else None, revision)
     if kind == "pypi":
         filename = _str(raw, "filename", where) or ""
         if PurePosixPath(filename).name != filename or filename in (".", ".."):
-            raise TokraceError(f"{where}: filename {filename!r} must be a bare file name; fix the entry")
+            raise TokraceError(f"{where}: filename {filename!r} must be a bare file name; fix the entry",
+                               kind="catalog")
         sha = (_str(raw, "sha256", where) or "").lower()
         if not _SHA_RE.match(sha):
-            raise TokraceError(f"{where}: sha256 must be 64 hex digits; fix the entry")
+            raise TokraceError(f"{where}: sha256 must be 64 hex digits; fix the entry", kind="catalog")
         parts_raw = raw.get("parts")
         if not isinstance(parts_raw, list) or not parts_raw:
-            raise TokraceError(f"{where}: 'parts' must list the wheels ({{package, version, member}})")
+            raise TokraceError(f"{where}: 'parts' must list the wheels ({{package, version, member}})",
+                               kind="catalog")
         parts = []
         for i, p in enumerate(parts_raw):
             pw = f"{where} part {i + 1}"
             if not isinstance(p, dict) or set(p) != {"package", "version", "member"}:
-                raise TokraceError(f"{pw}: needs exactly package, version and member; fix the entry")
+                raise TokraceError(f"{pw}: needs exactly package, version and member; fix the entry",
+                                   kind="catalog")
             member = _str(p, "member", pw) or ""
             if member.startswith("/") or ".." in PurePosixPath(member).parts:
-                raise TokraceError(f"{pw}: member {member!r} must be a relative path inside the wheel")
+                raise TokraceError(f"{pw}: member {member!r} must be a relative path inside the wheel",
+                                   kind="catalog")
             parts.append(WheelMember(_str(p, "package", pw) or "", _str(p, "version", pw) or "", member))
         if size is None:
-            raise TokraceError(f"{where}: a pypi source needs 'size' (bytes); fix the entry")
+            raise TokraceError(f"{where}: a pypi source needs 'size' (bytes); fix the entry", kind="catalog")
         return PypiSource(PypiModelSource(filename, tuple(parts), sha, size))
     if kind == "file":
         return FileSource(Path(_str(raw, "path", where) or "").expanduser())
-    raise TokraceError(f"{where}: source {kind!r} is not one of hf, pypi, file; fix the entry")
+    raise TokraceError(f"{where}: source {kind!r} is not one of hf, pypi, file; fix the entry",
+                       kind="catalog")
 
 
 def parse_entry(mid: str, raw: Any, origin: str) -> CatalogEntry:
     where = f"catalog entry {mid!r} ({origin})"
     if not _ID_RE.match(mid):
-        raise TokraceError(f"{where}: ids look like 'name:quant' in lower case (e.g. 'llama3-8b:q4_k_m')")
+        raise TokraceError(f"{where}: ids look like 'name:quant' in lower case (e.g. 'llama3-8b:q4_k_m')",
+                           kind="catalog")
     if not isinstance(raw, dict):
-        raise TokraceError(f"{where}: must be a table of fields; fix the entry")
+        raise TokraceError(f"{where}: must be a table of fields; fix the entry", kind="catalog")
     kind = _str(raw, "source", where) or ""
     unknown = set(raw) - _COMMON - _BY_KIND.get(kind, set())
     if unknown:
-        raise TokraceError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for a {kind} source")
+        raise TokraceError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for a {kind} source",
+                           kind="catalog")
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
-        raise TokraceError(f"{where}: size must be a positive number of bytes, got {size!r}")
+        raise TokraceError(f"{where}: size must be a positive number of bytes, got {size!r}", kind="catalog")
     return CatalogEntry(
         id=mid,
         family=_str(raw, "family", where) or "",
@@ -188,11 +198,13 @@ def parse_catalog(text: str, origin: str) -> dict[str, CatalogEntry]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise TokraceError(f"the catalog {origin} is not valid TOML ({err}); fix it") from None
+        raise TokraceError(f"the catalog {origin} is not valid TOML ({err}); fix it",
+                           kind="catalog") from None
     models = data.get("models", {})
     extra = set(data) - {"models"}
     if extra or not isinstance(models, dict):
-        raise TokraceError(f"the catalog {origin} must only hold [models.\"id\"] tables; fix it")
+        raise TokraceError(f"the catalog {origin} must only hold [models.\"id\"] tables; fix it",
+                           kind="catalog")
     return {mid: parse_entry(mid, raw, origin) for mid, raw in models.items()}
 
 
@@ -221,7 +233,7 @@ class Catalog:
             skipped = f" (skipped: {self.problems[0]})" if self.problems else ""
             raise TokraceError(
                 f"unknown model {mid!r}; try {', '.join(close)}, a .gguf path, hf:OWNER/NAME:QUANT,"
-                f" or see 'tokrace models list'{skipped}"
+                f" or see 'tokrace models list'{skipped}", kind="usage"
             )
         return entry
 

@@ -55,12 +55,33 @@ def render(text: str, words: Words = NEUTRAL) -> str:
     )
 
 
+KINDS: Mapping[str, str] = {
+    "usage": "a command, a flag combination or a model reference that is not valid as given",
+    "settings": "a setting's value (flag, F2 field or settings.toml key) out of its bounds, or a bad file",
+    "model_file": "a model file that is missing, unreadable, not GGUF, truncated or incomplete",
+    "catalog": "a catalog entry that is malformed (catalog.toml or the user's catalog)",
+    "network": "the Hub, PyPI or the network failed, or a download arrived damaged",
+    "remote": "a remote engine (an OpenAI-compatible server) refused or failed",
+    "engine": "the inference engine (llama.cpp) failed while running",
+    "placement": "the model, its context and KV cache do not fit the memory or the GPU layout",
+    "draft": "speculative decoding cannot run with this draft model or target",
+    "race": "a race cannot start: its lanes' own reasons are in the message",
+    "disk": "not enough free disk space",
+    "storage": "a folder or file of tokrace's (data, cache, export) cannot be read or written",
+    "log": "the speed log or a saved conversation cannot be read or written",
+    "cancelled": "the user stopped it (a pull); nothing is lost",
+    "error": "nothing more specific applies",
+}
+"""Every ``TokraceError.kind``, with what it means. Code branches on kinds (tests, the TUI); each raise
+names one (``tests/test_error_kinds.py`` checks the source)."""
+
+
 class TokraceError(Exception):
     """A failure the user can act on; ``str(err)`` is one line, ending with what to do.
 
-    ``kind`` names the failure (``model_file``, ``context``, ``placement``, ``draft``, ``network``,
-    ``log``, ``settings``, ``usage``, or ``error`` when nothing more specific applies); ``facts`` holds
-    its numbers (``{"prompt_tokens": 525, "n_ctx": 512}``).
+    ``kind`` names the failure, one of ``KINDS`` (``model_file``, ``placement``, ``usage``...; ``error``
+    when nothing more specific applies); ``facts`` holds its numbers
+    (``{"prompt_tokens": 525, "n_ctx": 512}``).
     """
 
     exit_code: int = 2

@@ -39,6 +39,8 @@ _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 class DownloadCancelled(TokraceError):
     """The user stopped a pull; what was downloaded stays for the next one."""
 
+    kind = "cancelled"
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteGguf:
@@ -74,7 +76,7 @@ def describe_remote(ref: HfRef) -> list[RemoteGguf]:
     for f, url, meta in heads:
         info = by_path.get(f)
         if not isinstance(info, RepoFile) or meta.size is None or not meta.etag or not meta.commit_hash:
-            raise TokraceError(f"{ref}: the Hub gave no size/hash for {f}; try again later")
+            raise TokraceError(f"{ref}: the Hub gave no size/hash for {f}; try again later", kind="network")
         lfs = info.lfs  # None for a file stored in git itself: then its git blob id is checked
         sha256, git_sha1 = (lfs.sha256, None) if lfs is not None else (None, info.blob_id)
         out.append(RemoteGguf(f, url, meta.size, meta.etag, meta.commit_hash, sha256, git_sha1))
@@ -151,7 +153,7 @@ def _fetch_one(rf: RemoteGguf, repo_dir: Path, progress: ProgressFn | None, canc
             return blob, False
         raise TokraceError(
             f"{blob} (in the Hugging Face cache) has {algo} {got[:12]}…, expected {expected[:12]}…;"
-            f" delete it and pull again"
+            f" delete it and pull again", kind="model_file"
         )
     blob.parent.mkdir(parents=True, exist_ok=True)
     partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
@@ -163,7 +165,7 @@ def _fetch_one(rf: RemoteGguf, repo_dir: Path, progress: ProgressFn | None, canc
     if free < rf.size - have:
         raise TokraceError(
             f"not enough disk space for {label}: needs {rf.size - have:,} more bytes, {free:,} free in"
-            f" {blob.parent}; free some space and pull again"
+            f" {blob.parent}; free some space and pull again", kind="disk"
         )
     bar = _progress_class(progress, cancel, label, base, grand_total)
     try:
@@ -176,17 +178,18 @@ def _fetch_one(rf: RemoteGguf, repo_dir: Path, progress: ProgressFn | None, canc
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TokraceError(
                 f"the disk filled up while downloading {label} ({partial.parent}); free some space and"
-                " pull again: it resumes where it stopped"
+                " pull again: it resumes where it stopped", kind="disk"
             ) from None
         if "Consistency check failed" in str(err):
-            raise TokraceError(f"{label} arrived with the wrong size; pull again to resume") from None
+            raise TokraceError(f"{label} arrived with the wrong size; pull again to resume",
+                               kind="network") from None
         raise
     got = _hash_file(partial, algo, progress, label, base, grand_total, cancel)
     if got != expected:
         partial.unlink(missing_ok=True)
         raise TokraceError(
             f"{label} failed its {algo} check (got {got[:12]}…, the Hub says {expected[:12]}…);"
-            " the download was deleted, pull again"
+            " the download was deleted, pull again", kind="network"
         )
     os.replace(partial, blob)
     return blob, True

@@ -139,7 +139,7 @@ def hub_cache_dir() -> Path:
 
 def check_repo_id(repo_id: str) -> str:
     if not _REPO_RE.match(repo_id) or ".." in repo_id:
-        raise TokraceError(f"{repo_id!r} is not a Hugging Face repo id; write it as OWNER/NAME")
+        raise TokraceError(f"{repo_id!r} is not a Hugging Face repo id; write it as OWNER/NAME", kind="usage")
     return repo_id
 
 
@@ -148,7 +148,8 @@ def check_filename(filename: str) -> str:
     p = PurePosixPath(filename)
     if not filename or "\\" in filename or p.is_absolute() or ".." in p.parts or filename.startswith("~"):
         raise TokraceError(
-            f"{filename!r} is not a file inside a repo; give a relative path like 'model-Q4_K_M.gguf'"
+            f"{filename!r} is not a file inside a repo; give a relative path like 'model-Q4_K_M.gguf'",
+            kind="usage",
         )
     return filename
 
@@ -173,7 +174,7 @@ def parse_hf_ref(ref: str) -> HfRef:
     parts = body.split("/", 2)
     if len(parts) < 2:
         raise TokraceError(
-            f"{ref!r} is not a Hub model: write hf:OWNER/NAME/FILE.gguf or hf:OWNER/NAME:QUANT"
+            f"{ref!r} is not a Hub model: write hf:OWNER/NAME/FILE.gguf or hf:OWNER/NAME:QUANT", kind="usage"
         )
     owner, rest = parts[0], "/".join(parts[1:])
     if len(parts) == 3:
@@ -187,11 +188,13 @@ def parse_hf_ref(ref: str) -> HfRef:
     if filename is not None:
         check_filename(filename)
         if not filename.lower().endswith(".gguf"):
-            raise TokraceError(f"{filename!r} is not a .gguf file; tokrace runs GGUF models only")
+            raise TokraceError(f"{filename!r} is not a .gguf file; tokrace runs GGUF models only",
+                               kind="usage")
     elif quant is None:
-        raise TokraceError(f"{ref!r} names no file: add /FILE.gguf or :QUANT (e.g. :Q4_K_M)")
+        raise TokraceError(f"{ref!r} names no file: add /FILE.gguf or :QUANT (e.g. :Q4_K_M)", kind="usage")
     elif not _QUANT_RE.match(quant):
-        raise TokraceError(f"{quant!r} is not a quantization name; use one like Q4_K_M, Q8_0 or F16")
+        raise TokraceError(f"{quant!r} is not a quantization name; use one like Q4_K_M, Q8_0 or F16",
+                           kind="usage")
     return HfRef(repo_id, filename, quant.upper() if quant else None, revision or DEFAULT_REVISION)
 
 
@@ -227,20 +230,21 @@ def pick_quant_files(files: list[str], quant: str, repo_id: str) -> list[str]:
         tokens = {t for f in ggufs for t in re.split(r"[./\-]", f.upper())}
         have = sorted(t for t in tokens if re.match(r"^(I?Q\d|F16|BF16|F32)", t))
         hint = f"it has {', '.join(have)}" if have else "it has no GGUF files"
-        raise TokraceError(f"{repo_id} has no {quant} GGUF ({hint}); pick one of those")
+        raise TokraceError(f"{repo_id} has no {quant} GGUF ({hint}); pick one of those", kind="usage")
     groups: dict[str, list[str]] = {}
     for f in matches:
         groups.setdefault(shard_names(f)[0], []).append(f)
     if len(groups) > 1:
         raise TokraceError(
             f"{repo_id} has several {quant} files ({', '.join(sorted(groups))});"
-            f" name one with hf:{repo_id}/FILE.gguf"
+            f" name one with hf:{repo_id}/FILE.gguf", kind="usage"
         )
     first = next(iter(groups))
     wanted = shard_names(first)
     missing = [s for s in wanted if s not in files]
     if missing:
-        raise TokraceError(f"{repo_id} lacks shard {missing[0]} of {first}; the repo is incomplete")
+        raise TokraceError(f"{repo_id} lacks shard {missing[0]} of {first}; the repo is incomplete",
+                           kind="model_file")
     return wanted
 
 
@@ -290,7 +294,7 @@ def hub_errors(what: str) -> Iterator[None]:
         message = hub_error_message(err, what)
         if message is None:
             raise
-        raise TokraceError(message) from None
+        raise TokraceError(message, kind="network") from None
 
 
 def call_hub(what: str, fn: Callable[[], T]) -> T:

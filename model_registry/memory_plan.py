@@ -83,10 +83,11 @@ def plan_memory(info: GGUFInfo, n_ctx: int | None = None, kv_type: str = "f16",
     """The plan at ``n_ctx`` (default: the training context, capped at 8k)."""
     check_shape(info, info.name or "the model")
     if kv_type not in KV_TYPE_BYTES:
-        raise TokraceError(f"unknown KV cache type {kv_type!r}; use one of {', '.join(KV_TYPE_BYTES)}")
+        raise TokraceError(f"unknown KV cache type {kv_type!r}; use one of {', '.join(KV_TYPE_BYTES)}",
+                           kind="usage")
     ctx = n_ctx or min(info.n_ctx_train or 4096, 8192)
     if not 0 < ctx <= MAX_CTX:
-        raise TokraceError(f"context {ctx} is out of range; use 1 to {MAX_CTX}")
+        raise TokraceError(f"context {ctx} is out of range; use 1 to {MAX_CTX}", kind="usage")
     return MemoryPlan(ctx, kv_type, info.tensors_bytes, info.kv_bytes_per_token(KV_TYPE_BYTES[kv_type]),
                       estimate_compute_bytes(info, ctx, n_ubatch))
 

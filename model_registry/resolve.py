@@ -103,4 +103,4 @@ def resolve_model(ref: str | None, progress: ProgressFn | None = None, *,
     if found is not None:
         return ResolvedModel(path=found, model_id=ref)
     catalog.get(ref)  # raises the "unknown model" line with suggestions
-    raise TokraceError(f"unknown model {ref!r}")  # unreachable: get() raised
+    raise TokraceError(f"unknown model {ref!r}", kind="usage")  # unreachable: get() raised

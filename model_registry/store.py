@@ -81,7 +81,8 @@ def load_pulls() -> dict[str, Pull]:
             for key, p in raw.get("pulls", {}).items()
         }
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise TokraceError(f"{path} is damaged ({err}); move it away and pull your models again") from None
+        raise TokraceError(f"{path} is damaged ({err}); move it away and pull your models again",
+                           kind="storage") from None
 
 
 def _save(pulls: dict[str, Pull]) -> None:

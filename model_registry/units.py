@@ -12,6 +12,11 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def format_figure(value: float | None, pattern: str, missing: str = "–") -> str:
+    """A measured figure in ``pattern`` (``"{:.1f} tok/s"``), or ``missing`` when there is none."""
+    return missing if value is None else pattern.format(value)
+
+
 def format_params(n: int | None) -> str:
     """``134515008`` → ``135M``; ``70553706496`` → ``70.6B``."""
     if not n:

@@ -28,7 +28,6 @@ from tokrace.speedlog.record import ReplyRecord
 from tokrace.speedlog.stats import mean, mean_sd, stdev
 
 Format: TypeAlias = Literal["jsonl", "csv", "md"]
-FORMATS: tuple[str, ...] = ("jsonl", "csv", "md")
 
 LLAMA_BENCH_FIELDS: tuple[str, ...] = (
     "build_commit", "cpu_info", "gpu_info", "backends", "model_filename", "model_type", "model_size",
@@ -209,7 +208,7 @@ def write_atomic(path: str | Path, text: str | bytes) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as err:
         raise TokraceError(
-            f"cannot write {path}: {err.strerror or err}; choose a writable path with -o"
+            f"cannot write {path}: {err.strerror or err}; choose a writable path with -o", kind="storage"
         ) from err
     try:
         with os.fdopen(fd, "wb") as f:
@@ -221,6 +220,6 @@ def write_atomic(path: str | Path, text: str | bytes) -> Path:
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
         raise TokraceError(
-            f"cannot write {path}: {err.strerror or err}; choose a writable path with -o"
+            f"cannot write {path}: {err.strerror or err}; choose a writable path with -o", kind="storage"
         ) from err
     return path

@@ -5,13 +5,12 @@ Described once per process (none of it changes while tokrace runs) and cached.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import platform
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tokrace.backends.device_telemetry import cpu_model, gpu_inventory
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,51 +28,6 @@ class Hardware:
         if self.gpu_names:
             return ", ".join(self.gpu_names)
         return self.cpu_model
-
-
-def cpu_model() -> str:
-    """``/proc/cpuinfo``'s model name on Linux, ``sysctl`` on macOS, else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
-                return " ".join(value.split())
-    except OSError:
-        pass
-    if platform.system() == "Darwin":
-        try:
-            out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=2
-            )
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def nvidia_gpus() -> tuple[tuple[str, ...], str | None]:
-    """GPU names and driver version through NVML; nothing when there is no NVIDIA driver."""
-    try:
-        import pynvml
-    except ImportError:
-        return (), None
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound and friends: no driver, no GPU to report
-        return (), None
-    try:
-        names = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
-            names.append(name.decode() if isinstance(name, bytes) else str(name))
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return tuple(names), driver.decode() if isinstance(driver, bytes) else str(driver)
-    except Exception:
-        return (), None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
 
 
 def llama_build() -> tuple[str | None, bool, str]:
@@ -109,7 +63,7 @@ def llama_build() -> tuple[str | None, bool, str]:
 
 @functools.cache
 def describe_hardware() -> Hardware:
-    gpus, driver = nvidia_gpus()
+    gpus, driver = gpu_inventory()
     commit, offload, info = llama_build()
     return Hardware(
         cpu_model=cpu_model(),

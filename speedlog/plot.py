@@ -61,6 +61,15 @@ def reply_series(token_times_s: Sequence[float], points: int = 40) -> list[float
     return out
 
 
+def block_rows(values: Sequence[float], rows: int, top: float) -> list[str]:
+    """``values`` as columns of eighth-blocks ``rows`` tall, one character per value, the top row first,
+    scaled from 0 to ``top`` (not from the minimum: a steady 117–146 tok/s must look steady, not like a
+    sawtooth). ``top`` ≤ 0 draws blanks. The text charts here and the TUI's live sparklines."""
+    levels = [round(v / top * rows * 8) if top > 0 else 0 for v in values]
+    return ["".join(_BLOCKS[max(0, min(8, lv - row * 8))] for lv in levels)
+            for row in range(rows - 1, -1, -1)]
+
+
 def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit: str = "tok/s") -> str:
     """Columns of eighth-blocks, ``height`` rows tall, with the scale on the left; ``title`` (or else
     ``unit``) on top."""
@@ -69,13 +78,9 @@ def bar_chart(values: Sequence[float], *, height: int = 8, title: str = "", unit
     top = max(values) or 1.0
     label_w = len(f"{top:.0f}")
     rows = []
-    for row in range(height, 0, -1):
-        line = []
-        for v in values:
-            eighths = round(v / top * height * 8) - (row - 1) * 8
-            line.append(_BLOCKS[max(0, min(8, eighths))])
+    for row, line in zip(range(height, 0, -1), block_rows(values, height, top), strict=True):
         label = f"{top:.0f}" if row == height else "0".rjust(label_w) if row == 1 else ""
-        rows.append(f"{label.rjust(label_w)} ┤{''.join(line)}")
+        rows.append(f"{label.rjust(label_w)} ┤{line}")
     rows.append(" " * label_w + " └" + "─" * len(values))
     return (title or unit) + "\n" + "\n".join(rows)
 

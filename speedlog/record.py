@@ -133,10 +133,6 @@ class ReplyRecord:
     """The server's own prompt and decode speed (llama-server ``timings``), next to the client's."""
 
     @property
-    def finished_at(self) -> datetime:
-        return datetime.fromisoformat(self.time.replace("Z", "+00:00"))
-
-    @property
     def hardware_label(self) -> str:
         """What did the work, for tables: the GPUs when layers were offloaded, else the CPU."""
         if self.endpoint is not None:  # a remote engine: its hardware is not ours to see

@@ -165,7 +165,8 @@ class SpeedLog:
         except (FileNotFoundError, NotADirectoryError):
             return LogContents([])  # nothing logged yet (or no folder to log into: append says why)
         except OSError as err:
-            raise TokraceError(f"cannot read the speed log {self.path}: {err.strerror or err}") from err
+            raise TokraceError(f"cannot read the speed log {self.path}: {err.strerror or err}",
+                               kind="log") from err
 
     def read(self, session_id: str | None = None, kind: str | None = None) -> list[ReplyRecord]:
         """Records in file order, optionally of one session / kind; problems become ``SpeedLogWarning``."""

@@ -113,6 +113,11 @@ class FakeNvml:
     def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
+    def nvmlSystemGetDriverVersion(self) -> bytes:
+        if not self.initialised:
+            raise NVMLError(1)  # NVML_ERROR_UNINITIALIZED
+        return b"550.54.15"  # old pynvml releases return bytes
+
     def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
 

@@ -46,7 +46,7 @@ class ScriptedBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(token_ids=True)
+        return Capabilities()
 
     def load(self) -> LoadedModel:
         return SCRIPTED_MODEL

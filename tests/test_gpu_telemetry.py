@@ -21,7 +21,9 @@ from tokrace.backends.device_telemetry import (
     DeviceSampler,
     GpuSample,
     _energy_between,
+    cpu_model,
     detect_gpus,
+    gpu_inventory,
     load_nvml,
 )
 
@@ -218,3 +220,55 @@ def test_own_vram_in_a_container_comes_from_the_load_delta() -> None:
         assert (g0.vram_process_bytes, g0.vram_process_source) == (19_650 * MIB, "nvml")
     finally:
         listed.stop()
+
+
+def test_one_nvml_reader_serves_the_speed_logs_hardware_line() -> None:
+    """The speed log's GPU names and driver come through NvmlReader (the one NVML path), shut down after."""
+    nvml = FakeNvml(TWO_RTX_4090())
+    assert gpu_inventory(nvml) == (("NVIDIA GeForce RTX 4090",) * 2, "550.54.15")
+    assert nvml.shutdowns == 1 and not nvml.initialised
+    assert gpu_inventory(FakeNvml([])) == ((), None)
+    assert gpu_inventory(FakeNvml(TWO_RTX_4090(), init_error=9)) == ((), None)  # no driver
+
+
+def test_cpu_model_is_one_line() -> None:
+    from tokrace.backends.roofline import machine_fingerprint
+    from tokrace.speedlog.hardware import describe_hardware
+
+    model = cpu_model()
+    assert model and "\n" not in model and model == " ".join(model.split())
+    assert describe_hardware().cpu_model == model  # the speed log and the roofline cache key agree
+    assert machine_fingerprint().startswith(f"{model} | ")
+
+
+def test_one_place_reads_nvml_and_the_cpu_model() -> None:
+    """NVML is opened, and /proc/cpuinfo read, in backends/device_telemetry.py only: the speed log, the
+    roofline's cache key, the TUI and ``models info`` all ask it (they once had three NVML paths and two
+    cpuinfo parsers that could disagree)."""
+    import os
+    from pathlib import Path
+
+    import tokrace
+
+    root = Path(tokrace.__file__).parent
+    found: dict[str, set[str]] = {"nvmlInit(": set(), "/proc/cpuinfo": set()}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            if name.endswith(".py"):
+                text = Path(dirpath, name).read_text(encoding="utf-8")
+                for needle, where in found.items():
+                    if needle in text:
+                        where.add(str(Path(dirpath, name).relative_to(root)))
+    assert found == {"nvmlInit(": {"backends/device_telemetry.py"},
+                     "/proc/cpuinfo": {"backends/device_telemetry.py"}}
+
+
+def test_models_info_reads_gpus_through_the_same_paths() -> None:
+    from tokrace.cli.models_cmd import _gpu_free
+    from tokrace.model_registry.errors import TokraceError
+
+    assert _gpu_free("24,0.5") == [24 << 30, 512 << 20]
+    with pytest.raises(TokraceError, match=r"^--gpus '24,x': expected GPU sizes in GB"):
+        _gpu_free("24,x")  # tokrace plan's parser and words
+    assert _gpu_free(None) == [g.vram_total_bytes - g.vram_used_bytes for g in detect_gpus()]

@@ -49,7 +49,7 @@ class Timed(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(token_ids=True)
+        return Capabilities()
 
     def load(self) -> LoadedModel:
         return self._model

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tokrace.backends.base import MAX_DRAFT_K
 from tokrace.cli import common
 from tokrace.cli.main import build_parser
 from tokrace.model_registry.errors import TokraceError
@@ -87,6 +88,7 @@ def test_a_failed_write_keeps_the_old_file(monkeypatch: pytest.MonkeyPatch) -> N
         ("tensor_split = [0, 0]\n", "tensor_split: expected non-negative numbers with a positive sum"),
         ('split_mode = "diagonal"\n', "split_mode: expected one of none, layer, row, got 'diagonal'"),
         ('lookup = "maybe"\n', "lookup: expected true or false, got 'maybe'"),
+        ("draft_k = 40\n", "draft_k: expected a whole number from 1 to 32, got 40; fix or delete the file"),
         ("n_cxt = 512\n", "n_cxt: unknown setting (did you mean n_ctx?); fix or delete the file"),
         ("[gpu]\nlayers = 3\n", "gpu: unknown setting"),
         ("n_ctx = = 3\n", "not valid TOML"),
@@ -217,12 +219,10 @@ def test_compat_helpers_still_work() -> None:
     assert common.parse_tensor_split("1,1") == [1.0, 1.0] and common.parse_tensor_split(None) is None
     with pytest.raises(TokraceError, match=r"^--tensor-split '1,a': "):
         common.parse_tensor_split("1,a")
-    assert common.positive_int("3") == 3 and common.non_negative_float("0") == 0.0
+    assert common.positive_int("3") == 3
     for bad in ("0", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             common.positive_int(bad)
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.non_negative_float("-1")
 
 
 def tokrace(*args: str) -> subprocess.CompletedProcess[str]:
@@ -241,3 +241,43 @@ def test_chat_uses_the_file_and_a_flag_overrides_it(tiny_model: Path) -> None:
     proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "settings.toml: max_tokens: expected a whole number above 0, got 'many'" in proc.stderr
+
+
+# --- draft_k = 40: refused by the one model, named in each interface's words -------------------------
+
+
+def test_draft_k_is_bounded_in_every_interface(capsys: pytest.CaptureFixture[str]) -> None:
+    """A k the speculative backend cannot run is refused where it is given, never later by the engine
+    (which once said '--draft-k' in the TUI): the file names its key, a flag itself, F2 its label."""
+    assert Settings(draft_k=MAX_DRAFT_K).draft_k == MAX_DRAFT_K
+    with pytest.raises(TokraceError, match=r"^draft k: expected a whole number from 1 to 32, got '40'$"):
+        Settings().updated({"draft_k": "40"}, name_of=Settings.form_label)
+    with pytest.raises(TokraceError, match=r"^draft_k: expected a whole number from 1 to 32, got 0$"):
+        Settings().updated({"draft_k": 0})
+    for argv in (["chat", "-p", "hi"], ["race", "a", "b"], ["bench", "-m", "a", "--draft", "d"], []):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([*argv, "--draft-k", "40"])
+        assert exit_.value.code == 2
+        assert "argument --draft-k: expected a whole number from 1 to 32, got '40'" in capsys.readouterr().err
+
+
+def test_the_engine_names_draft_k_in_the_words_of_the_interface() -> None:
+    from tokrace.backends.speculative import SpeculativeBackend
+    from tokrace.cli.words import say as cli_say
+    from tokrace.tui.words import say as tui_say
+
+    with pytest.raises(TokraceError) as err:
+        SpeculativeBackend(target=None, drafter=None, k=40)  # type: ignore[arg-type]
+    assert err.value.kind == "settings"
+    assert cli_say(err.value) == "--draft-k must be from 1 to 32, got 40"
+    assert tui_say(err.value) == "the draft setting (Ctrl+D) must be from 1 to 32, got 40"
+    assert str(err.value) == "draft_k must be from 1 to 32, got 40"
+
+
+def test_a_file_with_draft_k_40_stops_the_app_before_it_starts() -> None:
+    config_path().write_text("draft_k = 40\n")
+    for argv in ([], ["chat", "--prompt", "hi"]):
+        proc = tokrace(*argv)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "settings.toml: draft_k: expected a whole number from 1 to 32, got 40" in proc.stderr
+        assert "--draft-k" not in proc.stderr

@@ -111,6 +111,15 @@ def test_text_charts() -> None:
     assert "(no data)" in bar_chart([])
 
 
+def test_the_live_sparkline_and_the_text_chart_draw_the_same_columns() -> None:
+    from tokrace.tui.widgets.telemetry_panel import spark_text
+
+    values = [0.0, 117.0, 146.0, 131.5, 3.0, 146.0]
+    chart = bar_chart(values, height=3).splitlines()[1:4]
+    assert [row.split("┤", 1)[1] for row in chart] == spark_text(values, rows=3).splitlines()
+    assert spark_text([0.0, 0.0], rows=2) == "  \n  "  # nothing measured yet: blanks, no division by 0
+
+
 def test_svg_is_well_formed_with_a_row_of_panels_per_model() -> None:
     svg = svg_plots(sample_records())
     root = ET.fromstring(svg)

@@ -108,10 +108,10 @@ def _timed_generation(session: Session, n_gen: int, *, plain: bool = False
     tokens = [event.token_id for event in turn if isinstance(event, TokenGenerated)]
     s = turn.stats
     if s.error is not None:
-        raise TokraceError(f"the bench generation failed: {s.error}", kind="error")
+        raise TokraceError(f"the bench generation failed: {s.error}", kind="engine")
     if s.gen_s is None or s.completion_tokens < 2:
         raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates",
-                           kind="usage")
+                           kind="draft")
     per_interval = s.gen_s / (s.completion_tokens - 1)
     return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens
 

@@ -136,7 +136,7 @@ def plan_race(
     for lane in lanes:
         lane.system = system  # the same system prompt for both: same work each turn
     if all(lane.load_error for lane in lanes):
-        raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes))
+        raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in lanes), kind="race")
     notes: list[str] = []
     needs = [lane.need_bytes for lane in lanes if lane.need_bytes is not None]
     free_ram = psutil.virtual_memory().available if ram_available is None else ram_available
@@ -206,7 +206,7 @@ def check_lanes(lanes: Sequence[Lane]) -> None:
     bad = [lane for lane in lanes if lane.load_error]
     if bad:
         raise TokraceError("; ".join(f"lane {lane.label}: {lane.load_error}" for lane in bad),
-                           facts={"lanes": [lane.label for lane in bad]})
+                           facts={"lanes": [lane.label for lane in bad]}, kind="race")
 
 
 def lane_ceilings(lanes: Sequence[Lane], gpu_bandwidths: Sequence[float] | None,

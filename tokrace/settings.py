@@ -33,6 +33,7 @@ from tokrace.backends.base import (
     DEFAULT_N_BATCH,
     DEFAULT_N_UBATCH,
     FLASH_ATTN_CHOICES,
+    MAX_DRAFT_K,
     FlashAttn,
     GenerationParams,
     SplitMode,
@@ -62,9 +63,11 @@ _GEN = GenerationParams()
 # --- parsers: one per kind of value, shared by the flags, the form and the file ---------------------
 
 
-def whole_number(minimum: int | None = None) -> Parser:
-    """A parser for an ``int`` of at least ``minimum`` from an int or its decimal text."""
-    if minimum is None:
+def whole_number(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    """A parser for an ``int`` of at least ``minimum`` (and at most ``maximum``) from an int or its text."""
+    if minimum is not None and maximum is not None:
+        want = f"expected a whole number from {minimum} to {maximum}"
+    elif minimum is None:
         want = "expected a whole number"
     elif minimum == 1:
         want = "expected a whole number above 0"
@@ -83,7 +86,7 @@ def whole_number(minimum: int | None = None) -> Parser:
                 raise ValueError(want) from None
         else:
             raise ValueError(want)
-        if minimum is not None and number < minimum:
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
             raise ValueError(want)
         return number
 
@@ -238,7 +241,7 @@ class Settings(BaseModel):
     step; ``temperature`` is unitless (0 = greedy).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: Annotated[str | None, Knob(
         "model", text("a .gguf path or a catalog id"), flags=("--model", "-m"), metavar="M",
@@ -344,8 +347,8 @@ class Settings(BaseModel):
         help="a small draft model with the same vocabulary (catalog id or .gguf path; default: none)",
     )] = None
     draft_k: Annotated[int | None, Knob(
-        "draft k", whole_number(1), flags=("--draft-k",), group="draft", metavar="K",
-        help="tokens drafted per verification step (default: 4, measured)",
+        "draft k", whole_number(1, MAX_DRAFT_K), flags=("--draft-k",), group="draft", metavar="K",
+        help=f"tokens drafted per verification step, 1 to {MAX_DRAFT_K} (default: 4, measured)",
     )] = None
     adaptive_k: Annotated[bool, Knob(
         "adaptive k", boolean, flags=("--adaptive-k",), group="draft",
@@ -422,7 +425,7 @@ class Settings(BaseModel):
         except ValidationError as err:
             key, message = explain(err)
             name = (name_of or str)(key) if key in type(self).model_fields else key
-            raise TokraceError(f"{name}: {message}") from None
+            raise TokraceError(f"{name}: {message}", kind="settings") from None
 
     def non_defaults(self) -> dict[str, Any]:
         """The fields that differ from the built-in defaults (what ``save_settings`` writes)."""
@@ -492,17 +495,18 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings()
     except OSError as err:
         raise TokraceError(
-            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it"
+            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it", kind="settings"
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file") from None
+        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file",
+                           kind="settings") from None
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
         key, message = explain(err)
-        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file") from None
+        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file", kind="settings") from None
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
@@ -546,6 +550,13 @@ def _argparse_type(name: str, parse: Parser) -> Callable[[str], Any]:
 
     convert.__name__ = name  # argparse names the type in some messages
     return convert
+
+
+def setting_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses setting ``name``'s values, for a command's own flag that takes
+    one (``race --draft-k`` for its drafted lanes): the same bounds and message as the setting's flag."""
+    knob = Settings.knob(name)
+    return _argparse_type(name, knob.flag_parse or knob.parse)
 
 
 def add_settings_args(parser: argparse.ArgumentParser, names: Sequence[str], *,
@@ -596,4 +607,4 @@ def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
         return Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as err:
         key, reason, value = _problem(err)
-        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}") from None
+        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}", kind="settings") from None

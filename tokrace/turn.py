@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams
 from tokrace.backends.events import GenerationFinished, StreamEvent
@@ -39,8 +39,22 @@ from tokrace.settings import ContextPolicy
 
 if TYPE_CHECKING:
     from tokrace.backends.device_telemetry import DeviceSampler, WindowStats
-    from tokrace.session import Session
     from tokrace.speedlog import ReplyRecord
+
+
+class ReplyOwner(Protocol):
+    """What a turn runs on and records to: a loaded model (``tokrace.session.Session``)."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def records(self) -> bool:
+        """Whether its replies go to the speed log."""
+        ...
+
+    def record(self, stats: ReplyStats, *, peak_vram_bytes: int | None = None, energy_j: float | None = None,
+               sampling: GenerationParams | None = None) -> ReplyRecord | None: ...
 
 
 @dataclass(slots=True)
@@ -69,7 +83,7 @@ class Turn:
 
     def __init__(
         self,
-        session: Session,
+        session: ReplyOwner,
         params: GenerationParams,
         *,
         messages: Sequence[ChatMessage] | None = None,

@@ -226,7 +226,8 @@ class TokraceApp(App[None]):
         except OSError as err:  # a disk or folder fault no layer named yet: a notice, not a crash
             where = f" ({err.filename})" if err.filename else ""
             self.post_message(ModelLoadFailed(TokraceError(
-                f"{err.strerror or err}{where}; check the disk and folders, or set TOKRACE_HOME")))
+                f"{err.strerror or err}{where}; check the disk and folders, or set TOKRACE_HOME",
+                                                           kind="storage")))
             return
         self.post_message(ModelLoaded(session, bandwidth))
 

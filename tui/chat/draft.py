@@ -34,6 +34,7 @@ def compatible_drafts(target: GGUFInfo, target_path: str) -> list[tuple[str, str
     from tokrace.model_registry.errors import TokraceError
     from tokrace.model_registry.gguf_meta import read_gguf_info
     from tokrace.model_registry.listing import list_models
+    from tokrace.model_registry.units import format_params
 
     out = []
     for row in list_models():
@@ -46,7 +47,7 @@ def compatible_drafts(target: GGUFInfo, target_path: str) -> list[tuple[str, str
             continue
         if vocab_mismatch(target, info) is None and (info.file_size or 0) < (target.file_size or 0):
             ref = row["id"] if row.get("source") in ("hf", "pypi", "file") else path
-            out.append((f"{row['id']} ({info.quantization}, {info.n_params / 1e6:.0f}M params)", ref))
+            out.append((f"{row['id']} ({info.quantization}, {format_params(info.n_params)} params)", ref))
     return out
 
 

@@ -13,6 +13,7 @@ from textual.widgets import Digits, Static
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.race import Lane
 from tokrace.model_registry.units import format_bytes, format_params
+from tokrace.model_registry.units import format_figure as _fmt
 from tokrace.race_setup import threads_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.streaming import display_safe
@@ -29,10 +30,6 @@ class Turn:
     summary: str = ""
     state: str = ""
     notice: str | None = None
-
-
-def _fmt(value: float | None, pattern: str) -> str:
-    return "–" if value is None else pattern.format(value)
 
 
 def memory_line(lane: Lane) -> str:

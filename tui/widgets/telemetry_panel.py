@@ -12,27 +12,17 @@ from textual.widgets import Digits, Label, Static
 
 from tokrace.backends.device_telemetry import DeviceSnapshot
 from tokrace.backends.meter import ReplyStats, SpeedMeter
+from tokrace.model_registry.units import format_figure as _fmt
+from tokrace.speedlog.plot import block_rows
 from tokrace.tui.widgets.device_panel import DevicePanel
 
 SPARK_POINTS = 32
-_BARS = " ▁▂▃▄▅▆▇█"
 
 
 def spark_text(values: list[float], rows: int = 2) -> str:
-    """A sparkline scaled from 0 (not from the minimum, as Textual's is): a steady 117–146 tok/s must
-    look steady, not like a sawtooth."""
-    top = max(values, default=0.0)
-    if top <= 0:
-        return "\n".join(" " * len(values) for _ in range(rows))
-    levels = [round(v / top * rows * 8) for v in values]
-    lines = []
-    for row in range(rows - 1, -1, -1):
-        lines.append("".join(_BARS[max(0, min(8, lv - row * 8))] for lv in levels))
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None, pattern: str, missing: str = "–") -> str:
-    return missing if value is None else pattern.format(value)
+    """A sparkline scaled from 0 (not from the minimum, as Textual's is): the speed log's text charts'
+    columns (``speedlog.plot.block_rows``), ``rows`` tall."""
+    return "\n".join(block_rows(values, rows, max(values, default=0.0)))
 
 
 def remote_lines(s: ReplyStats) -> list[str]:
