@@ -98,10 +98,6 @@ def run(args: argparse.Namespace) -> int:
     if sampler is not None:
         sampler.start()
     window_id = sampler.begin_window() if sampler else None
-    if system and model.template.startswith("plain completion"):
-        # A base model run as plain completion continues text: it has no place for a system message.
-        print(f"note: --system not used: {model.name} has no chat template and runs as plain completion"
-              " (a base model continues the prompt's text)", file=sys.stderr)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
     meter = SpeedMeter()
