@@ -162,6 +162,10 @@ def _times(ratio: float) -> str:
     return f"{ratio:.2f}×" if ratio < 1.1 else f"{ratio:.1f}×"
 
 
+def _count(n: int | None) -> str:
+    return "–" if n is None else str(n)
+
+
 def _pair(pair: Sequence[Measure | None], first: int, pattern: str, unit: str = "") -> str:
     """The two lanes' figures, lane ``first``'s first: the order of the names in the sentence around it
     (``B 1.7× faster than A (144.8 vs 84.1 tok/s)``), lane order on a tie."""
@@ -191,8 +195,9 @@ class Verdict:
     finish_s: dict[str, float | None] = field(default_factory=dict)
     efficiency: dict[str, float | None] = field(default_factory=dict)
     """Each lane's tok/s as a share (0–1) of its bandwidth roofline, when known."""
-    context: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per lane: ``in_context`` (prompt tokens) and ``new`` (evaluated this turn)."""
+    context: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    """Per lane: ``in_context`` (prompt tokens) and ``new`` (evaluated this turn); ``None``: the lane's
+    engine does not say (a remote server without ``usage`` or ``timings``)."""
     gen_tok_s: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     """Per lane: ``mean``, ``sd`` (None: unknown), ``runs``."""
     runs: int = 1
@@ -211,6 +216,26 @@ class Verdict:
     @property
     def headline(self) -> str:
         return self.lines[0] if self.lines else ""
+
+
+def _prompt_work(timed: Sequence[Sequence[LaneResult]], titles: Mapping[str, str]) -> tuple[str, str]:
+    """Whether the lanes' TTFTs measure the same prompt work: ``same`` (equal new prompt tokens, or,
+    where an engine does not say how many it evaluated, equal prompts in context: then the caveat names
+    it), ``differ``, or ``unknown`` (a prompt's size is unknown; the caveat says whose)."""
+    runs = [r for rs in timed for r in rs]
+    blind = [r for r in runs if r.stats.prompt_eval_tokens is None]
+    if not blind:
+        return ("same" if len({r.stats.prompt_eval_tokens for r in runs}) == 1 else "differ"), ""
+    unsized = [r for r in runs if r.stats.prompt_tokens is None]
+    if unsized:
+        who = " and ".join(dict.fromkeys(titles[r.label] for r in unsized))
+        return "unknown", (f"the size of {who}'s prompt is unknown (its server sent no usage and there is no"
+                           " tokenizer here for its model)")
+    if len({r.stats.prompt_tokens for r in runs}) != 1:
+        return "differ", ""
+    who = " and ".join(dict.fromkeys(titles[r.label] for r in blind))
+    return "same", (f"; equal prompts ({runs[0].stats.prompt_tokens} tok), but {who}'s server does not say"
+                    " how many of them it had cached")
 
 
 def _finish(r: LaneResult, mode: str, t0: float | None) -> float | None:
@@ -313,17 +338,19 @@ def judge(
             v.context[r.label] = {"in_context": r.stats.prompt_tokens, "new": r.stats.prompt_eval_tokens}
     timed = [[r for r in rs if r.ran and r.stats.ttft_s] for rs in per_lane]
     if len(timed) == 2 and all(timed):
-        same_prompt = len({r.stats.prompt_eval_tokens for rs in timed for r in rs}) == 1
-        if same_prompt:
+        work, caveat = _prompt_work(timed, titles)
+        if work == "unknown":
+            lines.append(f"TTFT not compared: {caveat}")
+        elif work == "same":
             t = [measure(rs, "ttft", lambda r: r.stats.ttft_s) for rs in timed]
             if t[0] is not None and t[1] is not None:
                 c = compare(t[0], t[1], higher_is_better=False)
                 if c.better is None:
-                    lines.append(f"TTFT {_pair(t, 0, '{:.3f}', ' s')}: a tie within noise")
+                    lines.append(f"TTFT {_pair(t, 0, '{:.3f}', ' s')}: a tie within noise{caveat}")
                 else:
                     v.quicker_ttft, v.ttft_ratio = labels[c.better], c.ratio
                     lines.append(f"{titles[v.quicker_ttft]} {_times(c.ratio)} quicker to the first token"
-                                 f" (TTFT {_pair(t, c.better, '{:.3f}', ' s')})")
+                                 f" (TTFT {_pair(t, c.better, '{:.3f}', ' s')}){caveat}")
         else:
             p = [measure(rs, "prompt", lambda r: r.stats.prompt_tok_s) for rs in timed]
             text = "prompts differ in new tokens: TTFT not compared"
@@ -339,7 +366,8 @@ def judge(
         line = "tokens " + " · ".join(f"{r.label} {r.stats.completion_tokens}" for r in results)
         if v.context:
             line += "; context " + " · ".join(
-                f"{label} {c['in_context']} tok ({c['new']} new)" for label, c in v.context.items())
+                f"{label} {_count(c['in_context'])} tok ({_count(c['new'])} new)"
+                for label, c in v.context.items())
         lines.append(line)
     if gen and any(m is not None for m in gen):
         if v.runs >= 2:

@@ -137,7 +137,8 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
             acc = res.extra.get("acceptance_rate")
             test += f" ({res.extra['speedup']:.2f}×" + (f", {acc:.0%} accepted ÷ drafted)" if acc else ")")
         lines.append(
-            f"| {r.model_type} | {format_bytes(r.model_size)} | {format_params(r.model_n_params)} | "
+            f"| {r.model_type} | {format_bytes(r.model_size) if r.model_size is not None else '–'} |"
+            f" {format_params(r.model_n_params)} | "
             f"{backend} | {r.n_threads} | {test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
         )
     return "\n".join(lines) + "\n"

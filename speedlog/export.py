@@ -54,6 +54,8 @@ def _tensor_split(values: Sequence[float] | None) -> str:
 
 def export_row(r: ReplyRecord) -> dict[str, Any]:
     """One record as a flat row, llama-bench's fields first."""
+    n_prompt: int | None
+    n_depth: int | None
     if r.kind == "bench":
         samples_ns = list(r.samples_ns or [])
         samples_ts = list(r.samples_ts or [])
@@ -63,8 +65,8 @@ def export_row(r: ReplyRecord) -> dict[str, Any]:
         # One sample: this reply's decode. gen_tok_s = (n − 1) ÷ gen_s, so avg_ns is gen_s.
         samples_ns = [round(r.gen_s * 1e9)] if r.gen_s is not None and r.gen_tok_s is not None else []
         samples_ts = [r.gen_tok_s] if r.gen_tok_s is not None else []
-        n_prompt, n_gen, n_depth = 0, r.n_gen, r.prompt_tokens
-        test = f"tg{r.n_gen}@d{r.prompt_tokens}"
+        n_prompt, n_gen, n_depth = 0, r.n_gen, r.prompt_tokens  # None: a server that did not say
+        test = f"tg{r.n_gen}@d{'–' if r.prompt_tokens is None else r.prompt_tokens}"
     offloaded = r.gpu_offload and r.n_gpu_layers != 0 and bool(r.gpu_info)
     row: dict[str, Any] = {
         "build_commit": r.build_commit or "",

@@ -141,6 +141,26 @@ def test_numbers_follow_the_names_when_lane_b_wins() -> None:
     assert " vs 0.200 " in ttft
 
 
+class Blind(Timed):
+    """A server that says nothing about the prompt: no size, no evaluation (no usage, no timings)."""
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
+                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
+        for event in super().stream_chat(messages, params, cancel):
+            if isinstance(event, RequestStarted):
+                yield RequestStarted(event.t, event.model, None, 0, event.template)
+            elif not isinstance(event, PromptProcessed):
+                yield event
+
+
+def test_an_unknown_prompt_is_said_not_compared_as_zero() -> None:
+    v = race(Timed(SCRIPTED_MODEL, [0.010] * 7), Blind(OTHER, [0.010] * 7), max_tokens=8).verdict
+    assert v.context["B"] == {"in_context": None, "new": None}
+    line = next(line for line in v.lines if "TTFT" in line)
+    assert line.startswith("TTFT not compared: the size of gemma-3-270m Q4_K_M's prompt is unknown")
+    assert "context A 10 tok (10 new) · B – tok (– new)" in " ".join(v.lines)
+
+
 def test_unequal_token_counts_compare_per_token_and_name_no_finisher() -> None:
     a = Timed(SCRIPTED_MODEL, [0.010] * 39)  # 40 tokens, then stops
     b = Timed(OTHER, [0.008] * 127)  # 128 tokens: finishes later, yet faster per token

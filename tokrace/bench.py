@@ -113,7 +113,7 @@ def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], flo
     if s.gen_s is None or s.completion_tokens < 2:
         raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates")
     per_interval = s.gen_s / (s.completion_tokens - 1)
-    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens
+    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens or 0
 
 
 def bench_draft(

@@ -275,7 +275,7 @@ class TokraceApp(App[None]):
         plan, stats = self.plan, message.stats
         if plan is None or plan.per_device or self.cpu_bandwidth is None:
             return
-        ceiling = ceiling_tok_s(plan, None, self.cpu_bandwidth, stats.prompt_tokens)
+        ceiling = ceiling_tok_s(plan, None, self.cpu_bandwidth, stats.prompt_tokens or 0)
         if beats_ceiling(stats.gen_tok_s, ceiling):
             self.remeasure_cpu_bandwidth()
 

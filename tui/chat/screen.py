@@ -37,7 +37,6 @@ from tokrace.context import (
     skip_for,
     window,
 )
-from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.settings import ContextPolicy
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
@@ -82,7 +81,7 @@ def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
 
 def _refused(finished: GenerationFinished, stats: ReplyStats, n_ctx: int) -> bool:
     """The engine refused the request before any token because the prompt did not fit."""
-    return finished.stop_reason == "error" and not finished.text and stats.prompt_tokens >= n_ctx
+    return finished.stop_reason == "error" and not finished.text and (stats.prompt_tokens or 0) >= n_ctx
 
 
 class ChatScreen(ConversationScreen):
@@ -183,7 +182,7 @@ class ChatScreen(ConversationScreen):
         draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
         plan = self.tokrace.plan
         where = f" · {placement_label(plan)}" if plan is not None else ""
-        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}")
+        self.set_status(f"{m.template} · {m.threads_label()} · ctx {m.n_ctx}{where}{draft}{build}")
         prompt = self.prompt
         prompt.disabled = False
         prompt.placeholder = PLACEHOLDER
@@ -192,10 +191,7 @@ class ChatScreen(ConversationScreen):
     def _set_titles(self, m: LoadedModel) -> None:
         # After a refresh: the Header's own children must exist before its title watchers fire.
         self.app.title = m.name
-        self.app.sub_title = (
-            f"{m.quantization} · {format_bytes(m.size_bytes)} · {format_params(m.n_params)} params"
-            f" · {m.architecture}"
-        )
+        self.app.sub_title = m.facts_line()
 
     @property
     def generating(self) -> bool:
@@ -276,9 +272,9 @@ class ChatScreen(ConversationScreen):
                 if sent.dropped:
                     notice = overflow_notice(sent.dropped, self.context_policy)
                 return finished, meter, notice
-            skip = skip_for(self.history, self.context_policy, self.skip, stats.prompt_tokens, budget)
+            skip = skip_for(self.history, self.context_policy, self.skip, stats.prompt_tokens or 0, budget)
             if skip is None or skip == self.skip:
-                error = refused_notice(stats.prompt_tokens, n_ctx, self.context_policy)
+                error = refused_notice(stats.prompt_tokens or 0, n_ctx, self.context_policy)
                 return GenerationFinished(finished.t, "error", "", 0, error=error), meter, None
             self.skip = skip
             meter = self.meter = SpeedMeter()
@@ -320,7 +316,7 @@ class ChatScreen(ConversationScreen):
             self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
             self.last_drafted_request = (self._last_sent, params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
-                self.context_used = meter.stats.prompt_tokens + meter.stats.completion_tokens
+                self.context_used = meter.stats.context_tokens
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
         summary = meter.stats.summary_line()
         if against is not None:
@@ -394,7 +390,7 @@ class ChatScreen(ConversationScreen):
         plan = self.tokrace.plan
         if plan is None or device is None:
             return None
-        n_past = self.meter.stats.prompt_tokens + self.meter.stats.completion_tokens if self.meter else 0
+        n_past = self.meter.stats.context_tokens if self.meter else 0
         ceiling = ceiling_tok_s(plan, gpu_bandwidths(device), self.tokrace.cpu_bandwidth, n_past)
         live = None
         if self.meter is not None:
