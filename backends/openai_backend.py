@@ -273,6 +273,9 @@ class OpenAIBackend(Backend):
             reason = "error"
         elif reply.finish is None:  # cut, or ended early (llama-cpp-python's server interrupts a stream)
             reason, error = "error", f"{self.endpoint.address} ended the stream mid-reply (no finish reason)"
+            if self.engine.startswith("llama-cpp-python"):  # its default ends a stream when another comes
+                error += ("; llama-cpp-python's server interrupts a reply when another request arrives:"
+                          " start it with --interrupt_requests False to queue them")
         else:
             reason = "length" if reply.finish == "length" else "stop"
         usage, timings = reply.usage or {}, reply.timings or {}

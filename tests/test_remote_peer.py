@@ -213,8 +213,11 @@ def test_bench_concurrency_1_and_4_against_the_server(peer: str, capsys: pytest.
     levels = json.loads(capsys.readouterr().out)
     assert [lv["concurrency"] for lv in levels] == [1, 4]
     for level in levels:
-        assert level["requests"] == 4 and level["errors"] == 0 and level["tokens"] == 32
-        assert level["aggregate_tok_s"] > 0 and level["ttft_p50_s"] <= level["ttft_p99_s"]
+        assert level["requests"] == level["completed"] == 4 and level["failed"] == 0
+        assert level["output_tokens"] == 32 and level["output_throughput"] > 0
+        ttft = level["ttft"]["percentiles"]
+        assert ttft["p50"] is not None and ttft["p99"] is None  # 4 samples: no p99 (needs 100)
+        assert level["tpot"]["n"] == 4 and level["itl"]["n"] > 0 and level["e2el"]["mean"] > 0
     from tokrace.speedlog.store import SpeedLog
 
     records = SpeedLog.open().read(kind="bench")
@@ -225,4 +228,4 @@ def test_bench_concurrency_1_and_4_against_the_server(peer: str, capsys: pytest.
 
 def test_bench_concurrency_needs_a_server(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tiny_model), "--concurrency", "4"]) == 2
-    assert "--concurrency and --requests measure a server" in capsys.readouterr().err
+    assert "--concurrency, --requests and --goodput measure a server" in capsys.readouterr().err
