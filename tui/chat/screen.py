@@ -38,6 +38,7 @@ from tokrace.context import (
     window,
 )
 from tokrace.settings import ContextPolicy
+from tokrace.speedup import ab_summary
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
@@ -69,14 +70,9 @@ class ReplyFinished(Message):
 
 
 def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
-    """`` · draft 4.27× faster (149.6 vs 35.0 tok/s), 100% accepted ÷ drafted``."""
-    a, b = with_draft.gen_tok_s, without.gen_tok_s
-    if not (a and b):
-        return " · speedup unknown (too few tokens)"
-    acc = with_draft.acceptance_rate
-    accepted = f", {acc:.0%} accepted ÷ drafted" if acc is not None else ""
-    ratio = f"{a / b:.2f}× faster" if a >= b else f"{b / a:.2f}× slower"
-    return f" · draft {ratio} ({a:.1f} vs {b:.1f} tok/s){accepted}"
+    """`` · draft speedup 4.27× (n=1, no spread) · 149.6 vs 35.0 tok/s with/without · 100% accepted ÷
+    drafted``: one pair, with ``tokrace.speedup``'s definition (the one ``bench --draft`` uses)."""
+    return " · " + ab_summary(with_draft.gen_tok_s, without.gen_tok_s, with_draft.acceptance_rate)
 
 
 def _refused(finished: GenerationFinished, stats: ReplyStats, n_ctx: int) -> bool:
