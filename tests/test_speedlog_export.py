@@ -150,6 +150,25 @@ def test_reply_series_is_a_windowed_rate_without_a_comb() -> None:
     assert reply_series([1.0]) == []
 
 
+def test_reply_series_of_a_drafted_reply_has_no_spikes() -> None:
+    # Speculative decoding: a verification step every 10 ms releases its accepted tokens 2 µs apart
+    # (1 to 8 of them). Windows of a few tokens fell inside one batch: ~90,000 tok/s spikes that
+    # flattened the chart. Windows of whole steps give at most the fastest step's real rate.
+    accepted = [8, 3, 8, 1, 5, 8, 8, 2, 7, 8] * 6
+    times, t = [0.2], 0.2
+    for n in accepted:
+        t += 0.010
+        times += [t + 2e-6 * i for i in range(n)]
+    series = reply_series(times, points=80)
+    assert len(series) == 80 and min(series) > 0
+    assert max(series) <= max(accepted) / 0.010 * 1.001  # 800 tok/s, not ~4 tokens / 6 µs
+    overall = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(sorted(series)[40] - overall) / overall < 0.2  # the median point is the reply's speed
+    # A remote stream's chunk (several tokens with one arrival time) is one step too.
+    chunks = [0.1 + 0.05 * (i // 3) for i in range(30)]
+    assert max(reply_series(chunks, points=20)) <= 3 / 0.05 * 1.001
+
+
 def test_text_charts() -> None:
     chart = bar_chart([1.0, 2.0, 4.0], height=2, title="t")
     assert chart.splitlines() == ["t", "4 ┤  █", "0 ┤▄██", "  └───"]
