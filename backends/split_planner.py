@@ -51,9 +51,9 @@ def simulated_gpus(sizes_gib: Sequence[float]) -> list[GpuDevice]:
     gpus = []
     for i, size in enumerate(sizes_gib):
         if not size > 0:
-            raise TokraceError(f"GPU {i} size must be above 0 GB, got {size}; e.g. --gpus 24,24")
+            raise TokraceError(f"GPU {i} size must be above 0 GiB, got {size}; e.g. --gpus 24,24")
         n = int(size * GIB)
-        gpus.append(GpuDevice(i, f"simulated {size:g} GB", n, n))
+        gpus.append(GpuDevice(i, f"simulated {size:g} GiB", n, n))
     return gpus
 
 
@@ -158,8 +158,15 @@ class SplitPlan:
     def fits(self) -> bool:
         """GPUs: the whole model is offloaded and every GPU holds its share. No GPU: it fits in RAM."""
         if not self.per_device:
-            return self.host.free_bytes is None or self.host.planned_bytes <= self.host.free_bytes
+            return self.fits_in_ram is not False
         return self.n_gpu_layers == self.n_layers + 1 and all(d.fits for d in self.per_device)
+
+    @property
+    def fits_in_ram(self) -> bool | None:
+        """Whether what stays on the CPU fits the RAM available; ``None``: RAM not known (not checked)."""
+        if self.host.free_bytes is None:
+            return None
+        return self.host.planned_bytes <= self.host.free_bytes
 
     def load_kwargs(self) -> dict[str, Any]:
         """Fields for ``backends.base.LoadConfig``."""
@@ -168,24 +175,27 @@ class SplitPlan:
                 "tensor_split": list(self.tensor_split) if multi else None, "main_gpu": self.main_gpu}
 
     def to_dict(self) -> dict[str, Any]:
-        def gb(n: int) -> float:
+        def gib(n: int) -> float:
             return round(n / GIB, 2)
 
+        h = self.host
         return {
             "n_layers": self.n_layers, "n_gpu_layers": self.n_gpu_layers, "cpu_layers": self.cpu_layers,
             "tensor_split": self.tensor_split, "split_mode": self.split_mode, "main_gpu": self.main_gpu,
-            "fits": self.fits, "n_ctx": self.n_ctx, "kv_bytes_per_token": self.kv_bytes_per_token,
-            "units": "GB = GiB (2**30 bytes), as nvidia-smi counts",
+            "fits": self.fits, "fits_in_ram": self.fits_in_ram, "n_ctx": self.n_ctx,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "units": "GiB (2**30 bytes), as llama.cpp and nvidia-smi count",
             "per_device": [
-                {"index": d.index, "name": d.name, "total_gb": gb(d.total_bytes),
-                 "free_gb": gb(d.free_bytes), "planned_gb": gb(d.planned_bytes),
-                 "weights_gb": gb(d.weights_bytes), "kv_gb": gb(d.kv_bytes),
-                 "compute_gb": gb(d.compute_bytes), "layers": layer_ranges(d.layers),
+                {"index": d.index, "name": d.name, "total_gib": gib(d.total_bytes),
+                 "free_gib": gib(d.free_bytes), "planned_gib": gib(d.planned_bytes),
+                 "weights_gib": gib(d.weights_bytes), "kv_gib": gib(d.kv_bytes),
+                 "compute_gib": gib(d.compute_bytes), "layers": layer_ranges(d.layers),
                  "output_head": d.has_output, "fits": d.fits}
                 for d in self.per_device
             ],
-            "cpu": {"planned_gb": gb(self.host.planned_bytes), "weights_gb": gb(self.host.weights_bytes),
-                    "kv_gb": gb(self.host.kv_bytes), "layers": layer_ranges(self.host.layers)},
+            "cpu": {"planned_gib": gib(h.planned_bytes), "weights_gib": gib(h.weights_bytes),
+                    "kv_gib": gib(h.kv_bytes), "layers": layer_ranges(h.layers),
+                    "available_gib": gib(h.free_bytes) if h.free_bytes is not None else None},
         }
 
 
@@ -429,7 +439,7 @@ def plan_split(
     elif tensor_split is not None:
         fixed = list(tensor_split) + [0.0] * (len(gpus) - len(tensor_split))
     elif mode == "row":
-        fixed = [round(max(0, g.free_bytes - reserve_bytes) / GIB, 2) for g in gpus]  # by room, in GB
+        fixed = [round(max(0, g.free_bytes - reserve_bytes) / GIB, 2) for g in gpus]  # by room, in GiB
 
     def split_for(k: int) -> list[float] | None:
         return fixed if fixed is not None else p.auto_layer_split(k)
@@ -462,7 +472,7 @@ def plan_split(
 
 def _overfill(devs: Sequence[DevicePlan], what: str, most: int, n: int) -> str:
     over = next((d for d in devs if not d.fits), None)
-    where = (f" puts {over.planned_bytes / GIB:.1f} GB on GPU {over.index} ({over.name}), which has "
-             f"{over.usable_bytes / GIB:.1f} GB usable;") if over else " does not fit these GPUs;"
+    where = (f" puts {over.planned_bytes / GIB:.1f} GiB on GPU {over.index} ({over.name}), which has "
+             f"{over.usable_bytes / GIB:.1f} GiB usable;") if over else " does not fit these GPUs;"
     return f"{what}{where} at most {most} of {n + 1} layers fit there at this context: " \
            "lower {setting:n_gpu_layers} or {setting:n_ctx}, or shift the split"

@@ -1,4 +1,7 @@
-"""Human formatting of sizes and counts, shared by the CLI, the TUI and exports."""
+"""Human formatting of sizes and counts, shared by the CLI, the TUI and exports.
+
+One unit system: memory in binary units named as such (KiB, MiB, GiB = 2**30 bytes), as llama.cpp
+prints model and buffer sizes and nvidia-smi counts VRAM (MiB); a "24 GB" card is 24 GiB there."""
 
 from __future__ import annotations
 
@@ -10,6 +13,12 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def format_gib(n: float) -> str:
+    """``24.0 GiB``-style: bytes in GiB (2**30) with two decimals, for plans that compare sizes with
+    each other (``0.18 GiB`` of ``23.50 GiB``); below a tenth of a GiB, ``format_bytes``'s MiB/KiB."""
+    return f"{n / (1 << 30):.2f} GiB" if abs(n) >= (1 << 30) / 10 or n == 0 else format_bytes(n)
 
 
 def format_params(n: int | None) -> str:
