@@ -77,7 +77,7 @@ async def test_export_from_the_screen(tmp_path: Path) -> None:
         await pilot.press("a", "m")
         await pilot.pause()
         table = (out / "all-sessions.md").read_text()
-        assert table.startswith("| Model | Quant | tok/s |") and "2 × RTX 4090" in table
+        assert table.startswith("| Model | Quant | hardware | threads |") and "2 × RTX 4090" in table
 
 
 async def test_export_failure_is_a_notice_not_a_crash(tmp_path: Path) -> None:
