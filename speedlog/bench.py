@@ -142,6 +142,7 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
         lines.append(
             f"| {r.model_type} | {format_bytes(r.model_size) if r.model_size is not None else '–'} |"
             f" {format_params(r.model_n_params)} | "
-            f"{backend} | {r.n_threads} | {test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
+            f"{backend} | {r.n_threads if r.n_threads is not None else '–'} | {test} |"
+            f" {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
         )
     return "\n".join(lines) + "\n"

@@ -122,3 +122,16 @@ def _no_textual_in_speedlog() -> None:
 
     source = Path(speedlog.__file__).parent
     assert not any("textual" in p.read_text() for p in source.glob("*.py"))
+
+
+def test_a_remote_replys_unknown_figures_are_dashes_not_zeros() -> None:
+    import dataclasses
+
+    from tokrace.tui.screens.sessions_screen import reply_detail
+
+    remote = dataclasses.replace(sample_records()[0], backend="remote", endpoint="127.0.0.1:8080",
+                                 engine="llama-cpp-python server", n_threads=None, n_prompt=None,
+                                 prompt_tokens=None, model_size=None)
+    detail = reply_detail(remote)
+    assert "prompt – tok" in detail and "threads –" in detail
+    assert "None" not in detail and "threads 0" not in detail
