@@ -45,7 +45,8 @@ def memory_line(lane: Lane) -> str:
                        if d.planned_bytes)
         parts.append(f"VRAM {on}" if on else "RAM only")
     elif lane.model is not None:
-        parts.append(f"RAM · {lane.model.threads_label()}")
+        m = lane.model
+        parts.append(f"on the server ({m.threads_label()})" if m.remote else f"RAM · {m.threads_label()}")
     return " · ".join(parts)
 
 
