@@ -104,6 +104,10 @@ class LoadConfig:
     """Display name; defaults to the file's ``general.name`` or file name."""
 
 
+UNKNOWN = "–"
+"""How every interface shows a figure that is not known (never as 0)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     """What the UI shows about a loaded model (header, log)."""
@@ -112,12 +116,14 @@ class LoadedModel:
     path: str
     architecture: str
     quantization: str
-    size_bytes: int
+    size_bytes: int | None
+    """The model file's size; ``None`` when unknown (a remote server does not say)."""
     n_params: int | None
     n_layers: int | None
     n_ctx_train: int | None
     n_ctx: int
-    n_threads: int
+    n_threads: int | None
+    """CPU threads llama.cpp uses; ``None`` for a remote engine (its own, not reported)."""
     template: str
     """Which chat formatting is used, in words (shown in the UI)."""
     gpu_offload: bool
@@ -129,6 +135,34 @@ class LoadedModel:
     """Logical batch in tokens as loaded (0: unknown, a remote server)."""
     n_ubatch: int = 0
     """Physical batch in tokens as loaded (0: unknown)."""
+    remote: bool = False
+    """Served by a remote engine: what it does not report (file, size, threads) is unknown here."""
+
+    @property
+    def size_label(self) -> str:
+        from tokrace.model_registry.units import format_bytes
+
+        return format_bytes(self.size_bytes) if self.size_bytes is not None else UNKNOWN
+
+    def facts_line(self) -> str:
+        """The header's ``Q4_1 · 93.8 MiB · 135M params · llama``; a remote model's unreported facts
+        are one "–" with the reason, never a 0: ``– (quantization, size and parameters: the server does
+        not report them)``."""
+        from tokrace.model_registry.units import format_params
+
+        known = [x for x in (self.quantization, self.architecture) if x and x != "?"]
+        if self.remote and self.size_bytes is None and not self.n_params and not known:
+            return f"{UNKNOWN} (quantization, size and parameters: the server does not report them)"
+        quant = self.quantization if self.quantization and self.quantization != "?" else UNKNOWN
+        params = format_params(self.n_params) if self.n_params else UNKNOWN
+        arch = self.architecture if self.architecture and self.architecture != "?" else UNKNOWN
+        return f"{quant} · {self.size_label} · {params} params · {arch}"
+
+    def threads_label(self) -> str:
+        """``2 threads``, or for a remote engine the fact that its threads are its own."""
+        if self.n_threads is None:
+            return "threads: the server's own" if self.remote else f"threads {UNKNOWN}"
+        return "1 thread" if self.n_threads == 1 else f"{self.n_threads} threads"
 
 
 @dataclass(frozen=True, slots=True)

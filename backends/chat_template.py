@@ -232,18 +232,33 @@ def _jinja_format(label: str, template: str, bos: str, eos: str, fallback: Promp
             rendered = fallback.render(messages)
             notice = (f"the chat template failed on this conversation ({err}); this reply used"
                       f" {fallback.label}")
-            return replace(rendered, notice=notice)
+            return replace(rendered, notice="; ".join(n for n in (notice, rendered.notice) if n))
 
     warning = ("the model's chat template takes no system message: the system text goes in front of the"
                " first user message") if fold else None
     return PromptFormat(label=label, render=render, is_chat=True, turn_end=jinja.turn_end(), warning=warning)
 
 
+SYSTEM_NOT_SENT = ("the system prompt was not sent: without a chat template the model runs as plain"
+                   " completion, which continues the conversation's text and has no place for a system"
+                   " message")
+"""The notice of every plain-completion reply whose conversation had a system prompt (chat, race, CLI
+and the speed log say it alike)."""
+
+
+def system_prompt_notice(messages: Sequence[ChatMessage]) -> str | None:
+    """How a system prompt applies to a plain-completion model: it does not (a base model has no
+    system role, and text put in front of the prompt would change what it continues); so a conversation
+    with one gets ``SYSTEM_NOT_SENT`` as its reply's notice instead of losing it silently."""
+    return SYSTEM_NOT_SENT if any(m.role == "system" and m.content.strip() for m in messages) else None
+
+
 def plain_completion(label: str = "plain completion (no chat template)") -> PromptFormat:
     def render(messages: Sequence[ChatMessage]) -> RenderedPrompt:
         # A base model continues text: give it the conversation's text, turns separated by blank lines.
         text = "\n\n".join(m.content for m in messages if m.role != "system")
-        return RenderedPrompt(text, (), ((text, False),) if text else ())
+        return RenderedPrompt(text, (), ((text, False),) if text else (),
+                              notice=system_prompt_notice(messages))
 
     return PromptFormat(label=label, render=render, is_chat=False)
 

@@ -128,7 +128,7 @@ class ModelDrafter(Drafter):
             self._tail = TokenBatch(TAIL_MAX)
 
     def memory_bytes(self) -> int:
-        return self.backend.model.size_bytes
+        return self.backend.model.size_bytes or 0  # a local file: always known
 
     def prefill(self, prompt_tokens: Sequence[int], cancel: CancelToken) -> None:
         tokens = list(prompt_tokens)

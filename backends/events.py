@@ -38,8 +38,9 @@ class RequestStarted:
 
     t: float
     model: str
-    prompt_tokens: int
-    """Tokens in the formatted prompt, including any reused from the KV cache."""
+    prompt_tokens: int | None
+    """Tokens in the formatted prompt, including any reused from the KV cache; ``None`` when the engine
+    does not say before it answers (a remote server: its ``usage``, if any, comes at the end)."""
     cached_tokens: int
     """Leading prompt tokens reused from the previous turn's KV cache (not evaluated again)."""
     template: str
@@ -106,6 +107,9 @@ class ServerReport:
     predicted_ms: float | None = None
     draft_n: int | None = None
     draft_n_accepted: int | None = None
+    counted_prompt_tokens: int | None = None
+    """The prompt counted on this side with the model's own tokenizer and chat template, when the server
+    sent no ``usage`` (``None``: not counted)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,9 +59,16 @@ class ReplyStats:
 
     model: str = ""
     template: str = ""
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = None
+    """Tokens of the prompt in context (cached ones included); ``None``: unknown (a remote server that
+    sent no ``usage``, and no tokenizer here to count with)."""
     cached_prompt_tokens: int = 0
-    prompt_eval_tokens: int = 0
+    prompt_eval_tokens: int | None = None
+    """Prompt tokens evaluated for this reply (``n_p_eval``); ``None``: the engine does not say."""
+    prompt_count_source: str | None = None
+    """Where ``prompt_tokens`` comes from: ``engine`` (the in-process engine's token ids), ``usage``
+    (the server's ``usage.prompt_tokens``), ``tokenizer`` (counted here with the model's own tokenizer
+    and chat template: the server sent no usage); ``None``: unknown."""
     prompt_s: float | None = None
     prompt_tok_s: float | None = None
     completion_tokens: int = 0
@@ -98,9 +105,27 @@ class ReplyStats:
     """The server's own count of generated tokens (``usage`` or ``timings``), to cross-check ours."""
 
     @property
+    def context_tokens(self) -> int:
+        """Tokens in the context after this reply: prompt + generated (an unknown prompt adds none)."""
+        return (self.prompt_tokens or 0) + self.completion_tokens
+
+    @property
     def acceptance_rate(self) -> float | None:
         """Accepted ÷ drafted (llama.cpp's convention)."""
         return self.accepted / self.drafted if self.drafted else None
+
+    def prompt_label(self) -> str:
+        """``31 tok @ 305 tok/s (+12 cached)``: tokens evaluated for this reply. When the engine does not
+        say how many it evaluated (a remote server without llama-server's ``timings``), the prompt's
+        size in context (``31 tok in context``), and ``– tok`` when that is unknown too (never 0)."""
+        if self.prompt_eval_tokens is None:
+            return "– tok" if self.prompt_tokens is None else f"{self.prompt_tokens} tok in context"
+        text = f"{self.prompt_eval_tokens} tok"
+        if self.prompt_tok_s is not None:
+            text += f" @ {self.prompt_tok_s:.0f} tok/s"
+        if self.cached_prompt_tokens:
+            text += f" (+{self.cached_prompt_tokens} cached)"
+        return text
 
     def summary_line(self) -> str:
         """``128 tok · 127.4 tok/s · TTFT 0.12 s · prompt 31 tok @ 305 tok/s``."""
@@ -108,12 +133,7 @@ class ReplyStats:
         parts.append(f"{self.gen_tok_s:.1f} tok/s" if self.gen_tok_s is not None else "– tok/s")
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s:.2f} s")
-        prompt = f"prompt {self.prompt_eval_tokens} tok"
-        if self.prompt_tok_s is not None:
-            prompt += f" @ {self.prompt_tok_s:.0f} tok/s"
-        if self.cached_prompt_tokens:
-            prompt += f" (+{self.cached_prompt_tokens} cached)"
-        parts.append(prompt)
+        parts.append(f"prompt {self.prompt_label()}")
         if self.drafted:
             parts.append(
                 f"draft {self.accepted}/{self.drafted} accepted ({self.acceptance_rate:.0%})"
@@ -135,14 +155,17 @@ def _take_server_report(s: ReplyStats, r: ServerReport) -> None:
     """Fill a remote reply's figures from its server's report; client-measured figures stay as they are."""
     s.engine, s.endpoint, s.server_model = r.engine, r.endpoint, r.server_model
     s.token_count_source = r.token_count_source
-    if r.usage_prompt_tokens is not None and not s.prompt_tokens:
-        s.prompt_tokens = r.usage_prompt_tokens
+    if r.usage_prompt_tokens is not None:  # what the server saw: authoritative
+        s.prompt_tokens, s.prompt_count_source = r.usage_prompt_tokens, "usage"
+    elif r.counted_prompt_tokens is not None and s.prompt_tokens is None:
+        s.prompt_tokens, s.prompt_count_source = r.counted_prompt_tokens, "tokenizer"
     if r.prompt_n is not None and r.prompt_ms:
         s.server_prompt_tok_s = r.prompt_n / (r.prompt_ms / 1000)
         if s.prompt_s is None:  # the same definition as in-process: evaluated prompt ÷ its eval time
             s.prompt_eval_tokens, s.prompt_s = r.prompt_n, r.prompt_ms / 1000
             s.prompt_tok_s = s.server_prompt_tok_s
-            s.cached_prompt_tokens = max(s.prompt_tokens - r.prompt_n, 0)
+            if s.prompt_tokens is not None:
+                s.cached_prompt_tokens = max(s.prompt_tokens - r.prompt_n, 0)
     if r.predicted_n is not None and r.predicted_ms:
         s.server_gen_tok_s = r.predicted_n / (r.predicted_ms / 1000)
     s.server_completion_tokens = (r.usage_completion_tokens if r.usage_completion_tokens is not None
@@ -185,6 +208,7 @@ class SpeedMeter:
             s.model = event.model
             s.template = event.template
             s.prompt_tokens = event.prompt_tokens
+            s.prompt_count_source = "engine" if event.prompt_tokens is not None else None
             s.cached_prompt_tokens = event.cached_tokens
             s.draft_model = event.draft.name if event.draft is not None else None
             s.draft_k = event.draft.k if event.draft is not None else None

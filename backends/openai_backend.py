@@ -9,6 +9,11 @@ Each listed token becomes one ``TokenGenerated`` stamped with its chunk's arriva
 ``usage`` gives the exact count (``"usage"``). Client TTFT includes the network; the server's own
 prompt and decode speeds (when it reports ``timings``) travel in ``GenerationFinished.server``.
 
+What a server does not report stays unknown (``None``, shown as "–"), never 0: the file's size and
+quantization, its threads, and the prompt's size when it sends no ``usage``. Then the prompt is counted
+here with the model's own tokenizer when that GGUF is on this machine (``remote_prompt_count``), and the
+reply says which it was.
+
 HTTP goes through httpx and the stream through httpx-sse. Cancelling closes the connection at once (the
 socket is shut down under the blocked read), so the server stops generating too.
 """
@@ -55,6 +60,7 @@ from tokrace.backends.remote_endpoint import (
     status_error,
     transport_error,
 )
+from tokrace.backends.remote_prompt_count import GGUFPromptCounter, local_gguf_counter
 from tokrace.model_registry.errors import TokraceError
 
 CANCEL_POLL_S = 0.02
@@ -93,6 +99,8 @@ class OpenAIBackend(Backend):
         self._model: LoadedModel | None = None
         self.server: ServerInfo | None = None
         self.server_model = endpoint.model or ""
+        self.prompt_counter: GGUFPromptCounter | None = None
+        """Counts prompts here when the server sends no ``usage`` (its model's GGUF is on this machine)."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -116,13 +124,14 @@ class OpenAIBackend(Backend):
             raise TokraceError(f"{self.endpoint.address} serves no model yet; load one on the server",
                                kind="remote")
         self.server_model = wanted or info.models[0]
+        self.prompt_counter = local_gguf_counter(self.server_model)
         self._model = LoadedModel(
             name=self.server_model, path=self.endpoint.ref(self.server_model), architecture="?",
-            quantization="?", size_bytes=0, n_params=None, n_layers=None, n_ctx_train=None,
-            n_ctx=info.n_ctx, n_threads=0,
+            quantization="?", size_bytes=None, n_params=None, n_layers=None, n_ctx_train=None,
+            n_ctx=info.n_ctx, n_threads=None,
             template=f"{info.engine} at {self.endpoint.address} (the server's chat template; client-measured"
                      " TTFT includes the network)",
-            gpu_offload=False,
+            gpu_offload=False, remote=True,
         )
         return self._model
 
@@ -178,7 +187,7 @@ class OpenAIBackend(Backend):
         error: str | None = None
         finished = threading.Event()
         t0 = time.perf_counter()
-        yield RequestStarted(t0, model.name, 0, 0, model.template)
+        yield RequestStarted(t0, model.name, None, 0, model.template)
         try:
             with connect_sse(client, "POST", f"{self.endpoint.base_url}/chat/completions",
                              json=self.request_body(messages, params)) as source:
@@ -199,7 +208,7 @@ class OpenAIBackend(Backend):
             error = str(err)
         finally:
             finished.set()
-        yield self._finish(reply, cancel, error)
+        yield self._finish(reply, cancel, error, messages)
 
     def _read(self, events: Iterator[Any], reply: _Reply, cancel: CancelToken) -> Iterator[StreamEvent]:
         for sse in events:
@@ -252,7 +261,9 @@ class OpenAIBackend(Backend):
             yield TokenGenerated(reply.n_tokens, -1, piece, t)
             reply.n_tokens += 1
 
-    def _finish(self, reply: _Reply, cancel: CancelToken, error: str | None) -> GenerationFinished:
+    def _finish(self, reply: _Reply, cancel: CancelToken, error: str | None,
+                messages: Sequence[ChatMessage]) -> GenerationFinished:
+        t_end = time.perf_counter()  # the reply's end: counting a prompt below is not part of it
         reason: StopReason
         notice = None
         if cancel.cancelled:
@@ -261,6 +272,9 @@ class OpenAIBackend(Backend):
             reason = "error"
         elif reply.finish is None:  # cut, or ended early (llama-cpp-python's server interrupts a stream)
             reason, error = "error", f"{self.endpoint.address} ended the stream mid-reply (no finish reason)"
+            if self.engine.startswith("llama-cpp-python"):  # its default ends a stream when another comes
+                error += ("; llama-cpp-python's server interrupts a reply when another request arrives:"
+                          " start it with --interrupt_requests False to queue them")
         else:
             reason = "length" if reply.finish == "length" else "stop"
         usage, timings = reply.usage or {}, reply.timings or {}
@@ -276,17 +290,37 @@ class OpenAIBackend(Backend):
                           " chunks, which may undercount tokens (tok/s too)")
         elif usage_completion is not None and usage_completion != reply.n_tokens and reason != "cancelled":
             notice = f"the server counted {usage_completion} tokens, its token list {reply.n_tokens}"
+        counted, count_notice = self._count_prompt(messages, usage, reply)
+        notice = "; ".join(n for n in (notice, count_notice) if n) or None
         report = ServerReport(
             engine=self.engine, endpoint=self.endpoint.address, server_model=self.server_model,
             token_count_source=source, usage_prompt_tokens=_int(usage.get("prompt_tokens")),
             usage_completion_tokens=usage_completion, prompt_n=_int(timings.get("prompt_n")),
             prompt_ms=_float(timings.get("prompt_ms")), predicted_n=_int(timings.get("predicted_n")),
             predicted_ms=_float(timings.get("predicted_ms")), draft_n=_int(timings.get("draft_n")),
-            draft_n_accepted=_int(timings.get("draft_n_accepted")),
+            draft_n_accepted=_int(timings.get("draft_n_accepted")), counted_prompt_tokens=counted,
         )
-        return GenerationFinished(time.perf_counter(), reason, "".join(reply.text), count,
+        return GenerationFinished(t_end, reason, "".join(reply.text), count,
                                   error=scrub(error, self._key) if error else None, notice=notice,
                                   server=report)
+
+
+    def _count_prompt(self, messages: Sequence[ChatMessage], usage: dict[str, Any], reply: _Reply
+                      ) -> tuple[int | None, str | None]:
+        """(prompt tokens counted here, the notice that says so) when the server answered without
+        ``usage.prompt_tokens``; ``(None, why it is unknown)`` without a tokenizer for its model."""
+        if _int(usage.get("prompt_tokens")) is not None or (reply.finish is None and not reply.n_tokens):
+            return None, None
+        if self.prompt_counter is None:
+            return None, (f"prompt size unknown: {self.endpoint.address} sent no usage, and its model is not"
+                          " a GGUF on this machine to count with")
+        try:
+            n = self.prompt_counter.count(messages)
+        except (ValueError, RuntimeError, OSError, TokraceError) as err:
+            return None, f"prompt size unknown: {self.endpoint.address} sent no usage ({err})"
+        name = self.prompt_counter.path.rsplit("/", 1)[-1]
+        return n, (f"prompt counted here with the model's tokenizer and chat template ({name}):"
+                   f" {self.endpoint.address} sent no usage")
 
 
 class _StreamError(Exception):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from tokrace.backends.base import LoadConfig, SplitMode
 from tokrace.backends.device_telemetry import GpuSample
 from tokrace.backends.roofline import plan_ceiling_tok_s
-from tokrace.backends.split_planner import HeadBytes, SplitPlan, gpus_from_samples, plan_split
+from tokrace.backends.split_planner import GpuDevice, HeadBytes, SplitPlan, gpus_from_samples, plan_split
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 
@@ -55,15 +56,36 @@ def ceiling_tok_s(plan: SplitPlan, gpu_bandwidths: Sequence[float] | None, cpu_b
 
 
 def fit_verdict(plan: SplitPlan) -> str:
-    """Whether the model fits, in one line: the one answer ``tokrace plan`` and ``models info`` give."""
+    """Whether the model fits, in one line: the one answer ``tokrace plan`` and ``models info`` give
+    (both build the plan with ``plan_for_info``). What stays on the CPU is checked against the RAM the
+    plan was given (``HostPlan.free_bytes``); without it the line says RAM was not checked."""
+    from tokrace.model_registry.units import format_gib
+
     total = plan.n_layers + 1
+    h = plan.host
+    ram = f"{format_gib(h.planned_bytes)} of RAM" + (
+        f", {format_gib(h.free_bytes)} available" if h.free_bytes is not None else "")
     if not plan.per_device:
-        return f"no GPU: everything runs on the CPU, {'fits in RAM' if plan.fits else 'does NOT fit in RAM'}"
+        verdict = {True: "fits in RAM", False: "does NOT fit in RAM", None: "RAM not checked"}
+        return f"no GPU: everything runs on the CPU, {verdict[plan.fits_in_ram]} ({ram})"
     if plan.fits:
         return f"fits: all {total}/{total} layers (the output head counted) on GPU"
     head = " and the output head" if plan.n_gpu_layers <= plan.n_layers else ""
-    return (f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
-            f"layers{head} stay on CPU")
+    partial = (f"does not fit: {plan.n_gpu_layers}/{total} layers on GPU, {plan.cpu_layers} repeating "
+               f"layers{head} stay on CPU: {ram}")
+    if plan.fits_in_ram is None:
+        return partial + " (RAM not checked)"
+    return partial + (" → runs partly offloaded" if plan.fits_in_ram else " → does NOT fit in RAM either")
+
+
+def plan_for_info(info: GGUFInfo, gpus: Sequence[GpuDevice], *, n_ctx: int | None = None,
+                  host_free_bytes: int | None = None, head: HeadBytes | None = None,
+                  **overrides: Any) -> SplitPlan:
+    """The plan both ``tokrace plan`` and ``models info`` answer from (one answer): the split planner
+    with the header's exact head sizes, at ``n_ctx`` (default: the loader's, 4096 or the model's smaller
+    context), what stays on the CPU checked against ``host_free_bytes`` of RAM."""
+    return plan_split(info, gpus, n_ctx=n_ctx, head=head or HeadBytes.from_info(info),
+                      host_free_bytes=host_free_bytes, **overrides)
 
 
 def placement_label(plan: SplitPlan) -> str:
@@ -79,11 +101,8 @@ def placement_label(plan: SplitPlan) -> str:
 def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
     """The plan in words, for the CLI and the TUI. The last line names settings as
     ``{setting:n_gpu_layers}``: show each line through the interface's ``say``."""
-    from tokrace.backends.split_planner import GIB
     from tokrace.model_registry.units import format_bytes
-
-    def gb(n: float) -> str:
-        return f"{n / GIB:.2f} GB" if n >= GIB / 10 or n == 0 else format_bytes(n)
+    from tokrace.model_registry.units import format_gib as gb
 
     size = info.file_size or info.tensors_bytes
     lines = [

@@ -4,6 +4,8 @@ the difference is larger than the measured noise.
 Figures come from each lane's ``ReplyStats`` (llama.cpp's definitions: generation tok/s excludes the
 first token). Rules:
 
+- **Numbers follow the names.** A sentence that names the better lane first gives its figure first
+  (``B 1.7× faster than A (144.8 vs 84.1 tok/s)``); a tie gives them in lane order.
 - **Per-token figures first.** Generation speed (tok/s, ms/token) is compared always. "Finished first"
   is named only when both lanes generated the same number of tokens; otherwise the verdict says the
   counts differ and the finish times are not compared. TTFT is compared only when both lanes evaluated
@@ -160,6 +162,18 @@ def _times(ratio: float) -> str:
     return f"{ratio:.2f}×" if ratio < 1.1 else f"{ratio:.1f}×"
 
 
+def _count(n: int | None) -> str:
+    return "–" if n is None else str(n)
+
+
+def _pair(pair: Sequence[Measure | None], first: int, pattern: str, unit: str = "") -> str:
+    """The two lanes' figures, lane ``first``'s first: the order of the names in the sentence around it
+    (``B 1.7× faster than A (144.8 vs 84.1 tok/s)``), lane order on a tie."""
+    a, b = pair[first], pair[1 - first]
+    assert a is not None and b is not None
+    return f"{a.show(pattern)}{unit} vs {b.show(pattern)}{unit}"
+
+
 # -- the verdict -----------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Verdict:
@@ -181,8 +195,9 @@ class Verdict:
     finish_s: dict[str, float | None] = field(default_factory=dict)
     efficiency: dict[str, float | None] = field(default_factory=dict)
     """Each lane's tok/s as a share (0–1) of its bandwidth roofline, when known."""
-    context: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per lane: ``in_context`` (prompt tokens) and ``new`` (evaluated this turn)."""
+    context: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    """Per lane: ``in_context`` (prompt tokens) and ``new`` (evaluated this turn); ``None``: the lane's
+    engine does not say (a remote server without ``usage`` or ``timings``)."""
     gen_tok_s: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     """Per lane: ``mean``, ``sd`` (None: unknown), ``runs``."""
     runs: int = 1
@@ -201,6 +216,26 @@ class Verdict:
     @property
     def headline(self) -> str:
         return self.lines[0] if self.lines else ""
+
+
+def _prompt_work(timed: Sequence[Sequence[LaneResult]], titles: Mapping[str, str]) -> tuple[str, str]:
+    """Whether the lanes' TTFTs measure the same prompt work: ``same`` (equal new prompt tokens, or,
+    where an engine does not say how many it evaluated, equal prompts in context: then the caveat names
+    it), ``differ``, or ``unknown`` (a prompt's size is unknown; the caveat says whose)."""
+    runs = [r for rs in timed for r in rs]
+    blind = [r for r in runs if r.stats.prompt_eval_tokens is None]
+    if not blind:
+        return ("same" if len({r.stats.prompt_eval_tokens for r in runs}) == 1 else "differ"), ""
+    unsized = [r for r in runs if r.stats.prompt_tokens is None]
+    if unsized:
+        who = " and ".join(dict.fromkeys(titles[r.label] for r in unsized))
+        return "unknown", (f"the size of {who}'s prompt is unknown (its server sent no usage and there is no"
+                           " tokenizer here for its model)")
+    if len({r.stats.prompt_tokens for r in runs}) != 1:
+        return "differ", ""
+    who = " and ".join(dict.fromkeys(titles[r.label] for r in blind))
+    return "same", (f"; equal prompts ({runs[0].stats.prompt_tokens} tok), but {who}'s server does not say"
+                    " how many of them it had cached")
 
 
 def _finish(r: LaneResult, mode: str, t0: float | None) -> float | None:
@@ -250,15 +285,16 @@ def judge(
     if len(gen) == 2 and gen[0] is not None and gen[1] is not None:
         c = compare(gen[0], gen[1], higher_is_better=True)
         v.speed_ratio = c.ratio
-        figures = f"{gen[0].show('{:.1f}')} vs {gen[1].show('{:.1f}')} tok/s"
         if c.better is None:
             v.speed_tie = True
-            lines.append(f"{titles[labels[0]]} and {titles[labels[1]]} tie on speed: {figures}"
+            figures = _pair(gen, 0, "{:.1f}")
+            lines.append(f"{titles[labels[0]]} and {titles[labels[1]]} tie on speed: {figures} tok/s"
                          " (the difference is within the run-to-run noise)")
         else:
             fast, slow = labels[c.better], labels[1 - c.better]
             v.faster = fast
-            lines.append(f"{titles[fast]} {_times(c.ratio)} faster than {titles[slow]} ({figures})")
+            lines.append(f"{titles[fast]} {_times(c.ratio)} faster than {titles[slow]}"
+                         f" ({_pair(gen, c.better, '{:.1f}')} tok/s)")
     else:
         rated = [(label, m) for label, m in zip(labels, gen, strict=True) if m is not None]
         if len(rated) == 1:
@@ -290,12 +326,11 @@ def judge(
         if f0 is not None and f1 is not None:
             v.finish_s = {labels[0]: f0.value, labels[1]: f1.value}
             c = compare(f0, f1, higher_is_better=False)
-            shown = f"{f0.show('{:.2f}')} s vs {f1.show('{:.2f}')} s"
             if c.better is None:
-                lines.append(f"finished together within noise: {shown}")
+                lines.append(f"finished together within noise: {_pair(finish, 0, '{:.2f}', ' s')}")
             else:
                 v.first = labels[c.better]
-                lines.append(f"{titles[v.first]} finished first: {shown}")
+                lines.append(f"{titles[v.first]} finished first: {_pair(finish, c.better, '{:.2f}', ' s')}")
 
     # Prompt: TTFT only for equal prompt work, prompt speed otherwise.
     for r in results:
@@ -303,32 +338,36 @@ def judge(
             v.context[r.label] = {"in_context": r.stats.prompt_tokens, "new": r.stats.prompt_eval_tokens}
     timed = [[r for r in rs if r.ran and r.stats.ttft_s] for rs in per_lane]
     if len(timed) == 2 and all(timed):
-        same_prompt = len({r.stats.prompt_eval_tokens for rs in timed for r in rs}) == 1
-        if same_prompt:
+        work, caveat = _prompt_work(timed, titles)
+        if work == "unknown":
+            lines.append(f"TTFT not compared: {caveat}")
+        elif work == "same":
             t = [measure(rs, "ttft", lambda r: r.stats.ttft_s) for rs in timed]
             if t[0] is not None and t[1] is not None:
                 c = compare(t[0], t[1], higher_is_better=False)
-                shown = f"TTFT {t[0].show('{:.3f}')} s vs {t[1].show('{:.3f}')} s"
                 if c.better is None:
-                    lines.append(f"{shown}: a tie within noise")
+                    lines.append(f"TTFT {_pair(t, 0, '{:.3f}', ' s')}: a tie within noise{caveat}")
                 else:
                     v.quicker_ttft, v.ttft_ratio = labels[c.better], c.ratio
-                    lines.append(f"{shown}: {titles[v.quicker_ttft]} {_times(c.ratio)} quicker to the"
-                                 " first token")
+                    lines.append(f"{titles[v.quicker_ttft]} {_times(c.ratio)} quicker to the first token"
+                                 f" (TTFT {_pair(t, c.better, '{:.3f}', ' s')}){caveat}")
         else:
             p = [measure(rs, "prompt", lambda r: r.stats.prompt_tok_s) for rs in timed]
             text = "prompts differ in new tokens: TTFT not compared"
             if p[0] is not None and p[1] is not None:
                 c = compare(p[0], p[1], higher_is_better=True)
-                text += f"; prompt speed {p[0].show('{:.0f}')} vs {p[1].show('{:.0f}')} tok/s"
-                text += (" (a tie within noise)" if c.better is None
-                         else f" ({titles[labels[c.better]]} {_times(c.ratio)} faster per prompt token)")
+                if c.better is None:
+                    text += f"; prompt speed {_pair(p, 0, '{:.0f}')} tok/s (a tie within noise)"
+                else:
+                    text += (f"; {titles[labels[c.better]]} {_times(c.ratio)} faster per prompt token"
+                             f" ({_pair(p, c.better, '{:.0f}')} tok/s)")
             lines.append(text)
     if any(r.ran for r in results):
         line = "tokens " + " · ".join(f"{r.label} {r.stats.completion_tokens}" for r in results)
         if v.context:
             line += "; context " + " · ".join(
-                f"{label} {c['in_context']} tok ({c['new']} new)" for label, c in v.context.items())
+                f"{label} {_count(c['in_context'])} tok ({_count(c['new'])} new)"
+                for label, c in v.context.items())
         lines.append(line)
     if gen and any(m is not None for m in gen):
         if v.runs >= 2:

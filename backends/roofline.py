@@ -1,10 +1,13 @@
 """How fast decoding could go, and what the tokens cost.
 
-Decode (one token at a time, batch 1) is memory-bandwidth bound: every generated token reads all the
-weights plus the KV cache so far, so ``tok/s ≤ bandwidth ÷ bytes read per token``. Like the figures
-users quote (RTX 6000 Ada 960 GB/s ÷ Llama 3 8B Q4_K_M 4.92 GB ≈ 195 tok/s), the weights are counted
-whole, the input embedding included, although a lookup reads one row of it: a ceiling a few % low,
-the same way as everyone else's.
+Decode (one token at a time, batch 1) is memory-bandwidth bound: every generated token reads the
+weights plus the KV cache so far, so ``tok/s ≤ bandwidth ÷ bytes read per token``. Bytes read per token
+follow llama.cpp's graph: every layer and the output head in full, but of the input embedding
+(``token_embd.weight``) only the one row the lookup (``GGML_OP_GET_ROWS``) reads. A model without
+``output.weight`` (tied embeddings: SmolLM2, Gemma 3) uses ``token_embd.weight`` as its output matrix,
+which is then read in full once per token, once, not twice. The quick figure users quote (RTX 6000 Ada
+960 GB/s ÷ Llama 3 8B Q4_K_M file 4.92 GB ≈ 195 tok/s) counts the untied embedding too; without its
+0.29 GB the ceiling is ≈ 208 tok/s.
 
 Prompt processing is compute bound (about 2 FLOPs per parameter per token), so its ceiling is
 ``FLOP/s ÷ (2 × parameters)``.
@@ -68,24 +71,26 @@ def plan_ceiling_tok_s(
     """The ceiling of a (possibly split) model; bandwidths in bytes/s, one per GPU of the plan.
 
     A layer split runs the GPUs one after another, so their times add up; a row split reads every
-    GPU's share at once, so the slowest counts. Layers left on the CPU add their time at the CPU's
-    bandwidth. The input embedding is counted whole, as the seeds count it, with the device that runs
-    layer 0 (so one GPU holding everything gives exactly bandwidth ÷ file size).
+    GPU's share at once, so the slowest counts. What stays on the CPU (layers, the output head, the
+    embedding row of the lookup) adds its time at the CPU's bandwidth. Bytes are those llama.cpp reads
+    (``decode_read_bytes``): the input embedding is one row, a tied head the embedding matrix once.
     """
     if len(gpu_bandwidths) < len(plan.per_device):
         raise ValueError(f"need {len(plan.per_device)} GPU bandwidths, got {len(gpu_bandwidths)}")
+    reads = decode_read_bytes(plan, n_past)
+    times = [read / bw for read, bw in zip(reads[:-1], gpu_bandwidths, strict=False)]
+    gpu_time = max(times, default=0.0) if plan.split_mode == "row" else sum(times)
+    return 1.0 / (gpu_time + reads[-1] / cpu_bandwidth)
+
+
+def decode_read_bytes(plan: SplitPlan, n_past: int = 0) -> list[float]:
+    """Bytes one decode step reads from each GPU of ``plan`` in order, then from RAM (the last entry),
+    at ``n_past`` tokens of context: the weights placed there (of the input embedding only the looked-up
+    row: ``HostPlan.unread_bytes`` is left out) plus the KV cache of those tokens."""
     frac = n_past / plan.n_ctx if plan.n_ctx else 0.0  # the plan's KV is for a full context
     host = plan.host
-    embd_on_gpu = bool(plan.per_device) and 0 not in host.layers and plan.n_gpu_layers > 0
-    first = next((i for i, d in enumerate(plan.per_device) if 0 in d.layers), plan.main_gpu)
-    times = []
-    for i, (d, bw) in enumerate(zip(plan.per_device, gpu_bandwidths, strict=False)):
-        read = d.weights_bytes + d.kv_bytes * frac + (host.embedding_bytes if embd_on_gpu and i == first
-                                                      else 0)
-        times.append(read / bw)
-    gpu_time = max(times, default=0.0) if plan.split_mode == "row" else sum(times)
-    cpu_read = host.weights_bytes - (host.embedding_bytes if embd_on_gpu else 0) + host.kv_bytes * frac
-    return 1.0 / (gpu_time + cpu_read / cpu_bandwidth)
+    gpus = [d.weights_bytes + d.kv_bytes * frac for d in plan.per_device]
+    return [*gpus, host.weights_bytes - host.unread_bytes + host.kv_bytes * frac]
 
 
 def beats_ceiling(measured_tok_s: float | None, ceiling_tok_s: float | None) -> bool:

@@ -51,10 +51,10 @@ def simulated_gpus(sizes_gib: Sequence[float]) -> list[GpuDevice]:
     gpus = []
     for i, size in enumerate(sizes_gib):
         if not size > 0:
-            raise TokraceError(f"GPU {i} size must be above 0 GB, got {size}; e.g. --gpus 24,24",
+            raise TokraceError(f"GPU {i} size must be above 0 GiB, got {size}; e.g. --gpus 24,24",
                                kind="usage")
         n = int(size * GIB)
-        gpus.append(GpuDevice(i, f"simulated {size:g} GB", n, n))
+        gpus.append(GpuDevice(i, f"simulated {size:g} GiB", n, n))
     return gpus
 
 
@@ -126,7 +126,10 @@ class HostPlan:
     layers: list[int]
     free_bytes: int | None = None
     embedding_bytes: int = 0
-    """The input embedding, part of ``weights_bytes`` (a lookup: decode reads one row of it)."""
+    """The input embedding matrix (``token_embd.weight``), part of ``weights_bytes``."""
+    unread_bytes: int = 0
+    """What a decode step does not read of ``weights_bytes``: the input embedding is a lookup of one
+    row, so all of it but that row, unless the tied output head on the CPU reads it whole anyway."""
 
     @property
     def planned_bytes(self) -> int:
@@ -156,8 +159,15 @@ class SplitPlan:
     def fits(self) -> bool:
         """GPUs: the whole model is offloaded and every GPU holds its share. No GPU: it fits in RAM."""
         if not self.per_device:
-            return self.host.free_bytes is None or self.host.planned_bytes <= self.host.free_bytes
+            return self.fits_in_ram is not False
         return self.n_gpu_layers == self.n_layers + 1 and all(d.fits for d in self.per_device)
+
+    @property
+    def fits_in_ram(self) -> bool | None:
+        """Whether what stays on the CPU fits the RAM available; ``None``: RAM not known (not checked)."""
+        if self.host.free_bytes is None:
+            return None
+        return self.host.planned_bytes <= self.host.free_bytes
 
     def load_kwargs(self) -> dict[str, Any]:
         """Fields for ``backends.base.LoadConfig``."""
@@ -166,24 +176,27 @@ class SplitPlan:
                 "tensor_split": list(self.tensor_split) if multi else None, "main_gpu": self.main_gpu}
 
     def to_dict(self) -> dict[str, Any]:
-        def gb(n: int) -> float:
+        def gib(n: int) -> float:
             return round(n / GIB, 2)
 
+        h = self.host
         return {
             "n_layers": self.n_layers, "n_gpu_layers": self.n_gpu_layers, "cpu_layers": self.cpu_layers,
             "tensor_split": self.tensor_split, "split_mode": self.split_mode, "main_gpu": self.main_gpu,
-            "fits": self.fits, "n_ctx": self.n_ctx, "kv_bytes_per_token": self.kv_bytes_per_token,
-            "units": "GB = GiB (2**30 bytes), as nvidia-smi counts",
+            "fits": self.fits, "fits_in_ram": self.fits_in_ram, "n_ctx": self.n_ctx,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "units": "GiB (2**30 bytes), as llama.cpp and nvidia-smi count",
             "per_device": [
-                {"index": d.index, "name": d.name, "total_gb": gb(d.total_bytes),
-                 "free_gb": gb(d.free_bytes), "planned_gb": gb(d.planned_bytes),
-                 "weights_gb": gb(d.weights_bytes), "kv_gb": gb(d.kv_bytes),
-                 "compute_gb": gb(d.compute_bytes), "layers": layer_ranges(d.layers),
+                {"index": d.index, "name": d.name, "total_gib": gib(d.total_bytes),
+                 "free_gib": gib(d.free_bytes), "planned_gib": gib(d.planned_bytes),
+                 "weights_gib": gib(d.weights_bytes), "kv_gib": gib(d.kv_bytes),
+                 "compute_gib": gib(d.compute_bytes), "layers": layer_ranges(d.layers),
                  "output_head": d.has_output, "fits": d.fits}
                 for d in self.per_device
             ],
-            "cpu": {"planned_gb": gb(self.host.planned_bytes), "weights_gb": gb(self.host.weights_bytes),
-                    "kv_gb": gb(self.host.kv_bytes), "layers": layer_ranges(self.host.layers)},
+            "cpu": {"planned_gib": gib(h.planned_bytes), "weights_gib": gib(h.weights_bytes),
+                    "kv_gib": gib(h.kv_bytes), "layers": layer_ranges(h.layers),
+                    "available_gib": gib(h.free_bytes) if h.free_bytes is not None else None},
         }
 
 
@@ -214,25 +227,48 @@ def llama_layer_devices(split: Sequence[float], n_gpu_layers: int, n_layers: int
 @dataclass(frozen=True, slots=True)
 class HeadBytes:
     """The non-layer tensors: the input embedding (always on the CPU) and the output head (offloaded as
-    the last "layer"). A tied head reuses the embedding, which llama.cpp then copies to the GPU."""
+    the last "layer").
+
+    A tied head (no ``output.weight``) is the embedding itself: llama.cpp (``create_tensor`` with
+    ``TENSOR_DUPLICATED``) reuses the embedding's tensor when the head stays in the same CPU buffer, and
+    copies it to the GPU when the head is offloaded. So ``output_bytes`` costs memory only on a GPU."""
 
     input_bytes: int
+    """Non-layer bytes that stay in RAM: the input embedding (and, tied, the norms)."""
     output_bytes: int
+    """The output head as placed on a GPU (tied: the embedding's copy)."""
+    tied: bool = False
+    embd_bytes: int | None = None
+    """The input embedding matrix alone; ``None``: all of ``input_bytes``."""
+    n_vocab: int = 0
+    """Rows of the embedding (a decode step looks one up); 0: unknown, the whole matrix is counted."""
+
+    @property
+    def embedding_bytes(self) -> int:
+        return self.input_bytes if self.embd_bytes is None else self.embd_bytes
+
+    @property
+    def embedding_row_bytes(self) -> int:
+        """One row of the input embedding: what a decode step's lookup reads of it."""
+        return self.embedding_bytes // self.n_vocab if self.n_vocab > 0 else self.embedding_bytes
 
     @classmethod
     def estimate(cls, info: GGUFInfo) -> HeadBytes:
         # Without the tensor table, assume embedding and head are the same size (same shape); the head
         # is often stored at more bits, which the per-GPU reserve absorbs. Use ``from_file`` when local.
         half = info.non_layer_bytes // 2
-        return cls(info.non_layer_bytes - half, half)
+        return cls(info.non_layer_bytes - half, half, n_vocab=info.n_vocab)
 
     @classmethod
     def from_info(cls, info: GGUFInfo) -> HeadBytes:
         """Exact sizes from the header's tensor table (all shards of a split model)."""
         other = info.non_layer_bytes
+        if not info.embd_bytes:  # a header without a tensor table: estimate
+            return cls.estimate(info)
         if info.output_bytes is not None:
-            return cls(info.embd_bytes, other - info.embd_bytes)
-        return cls(other, info.embd_bytes)  # tied: the head is a GPU copy of the embedding
+            return cls(info.embd_bytes, other - info.embd_bytes, n_vocab=info.n_vocab)
+        # Tied: the head is the embedding (a GPU copy when offloaded).
+        return cls(other, info.embd_bytes, tied=True, embd_bytes=info.embd_bytes, n_vocab=info.n_vocab)
 
     @classmethod
     def from_file(cls, path: str) -> HeadBytes:
@@ -293,12 +329,15 @@ class _Planner:
         self.kv_layer = [k * n_ctx for k in kv_bytes_per_layer(info, kv_element_bytes)] or [0] * self.n
 
     def host(self, layers: list[int], output_on_gpu: bool, free: int | None) -> HostPlan:
-        w = self.head.input_bytes + sum(self.info.layer_bytes[i] for i in layers)
-        w += 0 if output_on_gpu else self.head.output_bytes
+        head = self.head
+        w = head.input_bytes + sum(self.info.layer_bytes[i] for i in layers)
+        w += 0 if output_on_gpu or head.tied else head.output_bytes  # a tied head on the CPU is no copy
         # With nothing offloaded the CPU backend carries the compute buffer (else a small one, ignored).
         compute = self.compute if len(layers) == self.n and not output_on_gpu else 0
+        # Decode reads one row of the embedding, unless the head on the CPU is that matrix (tied).
+        unread = 0 if head.tied and not output_on_gpu else head.embedding_bytes - head.embedding_row_bytes
         return HostPlan(w, sum(self.kv_layer[i] for i in layers), compute, layers, free,
-                        self.head.input_bytes)
+                        head.embedding_bytes, unread)
 
     def place(self, mode: SplitModeName, split: Sequence[float], n_gpu: int,
               main: int) -> tuple[list[DevicePlan], list[int], bool]:
@@ -391,7 +430,7 @@ def plan_split(
     _check_overrides(len(gpus), tensor_split, main_gpu, mode, n_gpu_layers)
     main = main_gpu or 0
     compute = estimate_compute_bytes(info, n_ctx) if compute_bytes is None else compute_bytes
-    p = _Planner(info, gpus, n_ctx, head or HeadBytes.estimate(info), compute, reserve_bytes,
+    p = _Planner(info, gpus, n_ctx, head or HeadBytes.from_info(info), compute, reserve_bytes,
                  kv_element_bytes)
     wanted = None if n_gpu_layers is None else (n + 1 if n_gpu_layers == -1 else min(n_gpu_layers, n + 1))
 
@@ -401,7 +440,7 @@ def plan_split(
     elif tensor_split is not None:
         fixed = list(tensor_split) + [0.0] * (len(gpus) - len(tensor_split))
     elif mode == "row":
-        fixed = [round(max(0, g.free_bytes - reserve_bytes) / GIB, 2) for g in gpus]  # by room, in GB
+        fixed = [round(max(0, g.free_bytes - reserve_bytes) / GIB, 2) for g in gpus]  # by room, in GiB
 
     def split_for(k: int) -> list[float] | None:
         return fixed if fixed is not None else p.auto_layer_split(k)
@@ -434,7 +473,7 @@ def plan_split(
 
 def _overfill(devs: Sequence[DevicePlan], what: str, most: int, n: int) -> str:
     over = next((d for d in devs if not d.fits), None)
-    where = (f" puts {over.planned_bytes / GIB:.1f} GB on GPU {over.index} ({over.name}), which has "
-             f"{over.usable_bytes / GIB:.1f} GB usable;") if over else " does not fit these GPUs;"
+    where = (f" puts {over.planned_bytes / GIB:.1f} GiB on GPU {over.index} ({over.name}), which has "
+             f"{over.usable_bytes / GIB:.1f} GiB usable;") if over else " does not fit these GPUs;"
     return f"{what}{where} at most {most} of {n + 1} layers fit there at this context: " \
            "lower {setting:n_gpu_layers} or {setting:n_ctx}, or shift the split"

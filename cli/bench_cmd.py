@@ -79,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="a server URL only: requests per concurrency level (default: 2 × C, at least 4)")
     p.add_argument("--time-limit", type=positive_int, default=300, metavar="S",
                    help="a server URL only: no request starts after S seconds (default: 300)")
+    p.add_argument("--goodput", nargs="+", default=None, metavar="METRIC:MS",
+                   help="a server URL only: SLOs for goodput (requests/s meeting all of them), as vLLM's"
+                        " bench serve: ttft:MS tpot:MS e2el:MS, e.g. --goodput ttft:500 tpot:50")
     p.add_argument("--no-log", action="store_true", help="do not record the results")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -99,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
 
     if any(is_remote_ref(ref) for ref in args.models):
         return run_serving(args)
-    if args.concurrency or args.requests:
-        raise TokraceError("--concurrency and --requests measure a server: give its URL (http://HOST:PORT/v1)",
-                           kind="usage")
+    if args.concurrency or args.requests or args.goodput:
+        raise TokraceError("--concurrency, --requests and --goodput measure a server: give its URL"
+                           " (http://HOST:PORT/v1)", kind="usage")
     tests = [(p, 0, d) for d in args.n_depth for p in args.n_prompt if p]
     tests += [(0, n, d) for d in args.n_depth for n in args.n_gen if n]
     if args.draft_k and not args.draft:
@@ -163,6 +166,7 @@ def run_serving(args: argparse.Namespace) -> int:
     from tokrace.cli.words import say
     from tokrace.model_registry.errors import TokraceError
     from tokrace.serving_bench import bench_serving, markdown
+    from tokrace.serving_metrics import parse_goodput
     from tokrace.session import LoadSpec, open_session
     from tokrace.settings import load_settings
     from tokrace.speedlog import new_session_id
@@ -179,6 +183,10 @@ def run_serving(args: argparse.Namespace) -> int:
     levels = args.concurrency or [1]
     if any(c < 1 or c > 128 for c in levels):
         raise TokraceError("--concurrency levels must be from 1 to 128", kind="usage")
+    try:
+        slo = parse_goodput(args.goodput or [])
+    except ValueError as bad:
+        raise TokraceError(str(bad), kind="usage") from None
     # A server's key and timeout come from settings.toml (the only settings a serving bench reads).
     file = load_settings()
     session = open_session(LoadSpec(model=args.models[0], api_key=file.api_key,
@@ -200,7 +208,7 @@ def run_serving(args: argparse.Namespace) -> int:
     try:
         results = bench_serving(backend, levels, n_gen, requests=args.requests, time_limit_s=args.time_limit,
                                 session_id=session_id, log=None if args.no_log else log, history=history,
-                                progress=None if args.quiet else (lambda m: err(f"bench: {m}")))
+                                progress=None if args.quiet else (lambda m: err(f"bench: {m}")), slo=slo)
     finally:
         session.unload()
         log.close()
@@ -211,6 +219,10 @@ def run_serving(args: argparse.Namespace) -> int:
     else:
         where = f"{backend.server_model} on {backend.engine} at {backend.endpoint.address}"
         sys.stdout.write(markdown([level for level, _ in results], where))
+    for level, _ in results:  # failures are said where they cannot be missed, not only in the log
+        if level.first_error:
+            err(f"tokrace: warning: concurrency {level.concurrency}: {level.failed + level.not_started} of"
+                f" {level.requests} requests failed; first error: {say(level.first_error)}")
     if log.failure is not None:
         err(f"tokrace: warning: speed log not written: {say(log.failure)}")
     elif not args.no_log and results:

@@ -97,10 +97,6 @@ def run(args: argparse.Namespace) -> int:
     backend, model = session.backend, session.model
     if sampler is not None:
         sampler.start()
-    if system and model.template.startswith("plain completion"):
-        # A base model run as plain completion continues text: it has no place for a system message.
-        print(f"note: --system not used: {model.name} has no chat template and runs as plain completion"
-              " (a base model continues the prompt's text)", file=sys.stderr)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
     params = settings.generation_params()

@@ -57,11 +57,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from tokrace.cli.common import positive_int
+    from tokrace.cli.plan_cmd import add_ram_arg
 
-    p.add_argument("--ctx", type=positive_int, default=None, help="context for the plan (default: ≤ 8k)")
+    p.add_argument("--ctx", type=positive_int, default=None,
+                   help="context for the plan (default: as loading uses, 4096 or the model's if smaller)")
     p.add_argument("--kv-type", default="f16", help="KV cache type: f16 (default), q8_0, q4_0, f32")
-    p.add_argument("--gpus", default=None, metavar="GB,GB",
-                   help="plan for GPUs with this much free memory (default: the GPUs found)")
+    p.add_argument("--gpus", default=None, metavar="GIB,GIB",
+                   help="plan for GPUs with this much free memory in GiB (default: the GPUs found)")
+    add_ram_arg(p)
 
 
 # -- progress ---------------------------------------------------------------------------------------------
@@ -98,7 +101,7 @@ class ProgressPrinter:
 
 # -- plan -------------------------------------------------------------------------------------------------
 def _gpu_free(spec: str | None) -> list[int]:
-    """Free bytes per GPU: ``--gpus`` as given (GB, parsed as ``tokrace plan`` does; the split planner
+    """Free bytes per GPU: ``--gpus`` as given (GiB, parsed as ``tokrace plan`` does; the split planner
     refuses a size of 0), else the GPUs NVML finds (none: CPU only)."""
     from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.split_planner import GIB
@@ -110,21 +113,24 @@ def _gpu_free(spec: str | None) -> list[int]:
 
 
 def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
-    import psutil
+    """The memory plan and the fit: the split planner's, built as ``tokrace plan`` builds it (same
+    default context, same RAM check, same words): one answer to one question."""
+    from tokrace.backends.placement import fit_verdict, plan_for_info
+    from tokrace.backends.split_planner import GIB, simulated_gpus
+    from tokrace.cli.plan_cmd import host_ram
+    from tokrace.model_registry.memory_plan import KV_TYPE_BYTES, check_shape, plan_memory
+    from tokrace.model_registry.units import format_gib
 
-    from tokrace.model_registry.memory_plan import fit_summary, plan_memory
-
-    plan = plan_memory(info, args.ctx, args.kv_type)
+    check_shape(info, info.name or "the model")
+    if args.kv_type not in KV_TYPE_BYTES:
+        raise TokraceError(f"unknown KV cache type {args.kv_type!r}; use one of {', '.join(KV_TYPE_BYTES)}",
+                           kind="usage")
     free = _gpu_free(args.gpus)
-    if not free:
-        return plan, fit_summary(plan, info, free, psutil.virtual_memory().available)
-    # With GPUs, the split planner answers (as `tokrace plan` does): one answer to one question.
-    from tokrace.backends.placement import fit_verdict
-    from tokrace.backends.split_planner import GIB, plan_split, simulated_gpus
-
-    split = plan_split(info, simulated_gpus([f / GIB for f in free]), n_ctx=plan.n_ctx)
-    have = " + ".join(format_bytes(f) for f in free)
-    return plan, f"{plan.line()}; you have {have} free → {fit_verdict(split)}"
+    split = plan_for_info(info, simulated_gpus([f / GIB for f in free]), n_ctx=args.ctx,
+                          host_free_bytes=host_ram(args.ram), kv_element_bytes=KV_TYPE_BYTES[args.kv_type])
+    plan = plan_memory(info, split.n_ctx, args.kv_type)
+    have = f"; GPUs with {' + '.join(format_gib(f) for f in free)} free" if free else ""
+    return plan, f"{plan.line()}{have} → {fit_verdict(split)}"
 
 
 # -- commands ---------------------------------------------------------------------------------------------

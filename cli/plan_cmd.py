@@ -1,9 +1,11 @@
-"""``tokrace plan``: which layers go on which GPU, how many GB each, and whether the model fits.
+"""``tokrace plan``: which layers go on which GPU, how many GiB each, and whether the model fits.
 
-Works without GPUs: ``--gpus 24,24`` simulates two 24 GB cards. An ``hf:`` model that is not downloaded
-is planned from its header alone (range reads of a few MiB), so a user learns whether a 70B fits before
-fetching 40 GB. Overrides (``--gpu-layers``, ``--tensor-split``, ``--split-mode``, ``--main-gpu``) are
-checked, and a split that cannot work is refused with one line.
+Works without GPUs: ``--gpus 24,24`` simulates two 24 GiB cards (a "24 GB" card, as nvidia-smi counts
+it). What stays on the CPU is checked against this machine's available RAM, or ``--ram GIB`` for the
+machine the plan is for; ``models info`` gives the same answer from the same plan. An ``hf:`` model that
+is not downloaded is planned from its header alone (range reads of a few MiB), so a user learns whether a
+70B fits before fetching 40 GB. Overrides (``--gpu-layers``, ``--tensor-split``, ``--split-mode``,
+``--main-gpu``) are checked, and a split that cannot work is refused with one line.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common.add_model_args(p)
     p.add_argument("--ctx", type=common.positive_int, default=None,
                    help="context size in tokens (default: 4096, or the model's if smaller)")
-    p.add_argument("--gpus", default=None, metavar="GB,GB",
-                   help="simulate empty GPUs of these sizes in GB as nvidia-smi counts them, e.g. 24,24")
+    p.add_argument("--gpus", default=None, metavar="GIB,GIB",
+                   help="simulate empty GPUs of these sizes in GiB (a 24 GB card is 24), e.g. 24,24")
+    add_ram_arg(p)
     common.add_gpu_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -59,11 +62,28 @@ def parse_gpus(text: str) -> list[float]:
         sizes = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise TokraceError(
-            f"--gpus {text!r}: expected GPU sizes in GB separated by commas, e.g. 24,24", kind="usage"
+            f"--gpus {text!r}: expected GPU sizes in GiB separated by commas, e.g. 24,24", kind="usage"
         ) from None
     if not sizes:
-        raise TokraceError("--gpus needs at least one size in GB, e.g. --gpus 24", kind="usage")
+        raise TokraceError("--gpus needs at least one size in GiB, e.g. --gpus 24", kind="usage")
     return sizes
+
+
+def add_ram_arg(p: argparse.ArgumentParser) -> None:
+    """``--ram GIB``, shared by ``plan`` and ``models info``."""
+    p.add_argument("--ram", type=float, default=None, metavar="GIB",
+                   help="RAM available for what stays on the CPU, in GiB (default: this machine's)")
+
+
+def host_ram(ram_gib: float | None) -> int:
+    """Bytes of RAM a plan checks the CPU's share against: ``--ram`` or this machine's available."""
+    if ram_gib is None:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    if not ram_gib > 0:
+        raise TokraceError(f"--ram {ram_gib:g}: give the RAM in GiB, above 0, e.g. --ram 64", kind="usage")
+    return int(ram_gib * (1 << 30))
 
 
 def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
@@ -113,20 +133,17 @@ def _remote(ref: str) -> GGUFInfo:
 
 
 def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list[GpuDevice], bool]:
-    import psutil
-
     from tokrace.backends.device_telemetry import detect_gpus
-    from tokrace.backends.split_planner import gpus_from_samples, plan_split, simulated_gpus
+    from tokrace.backends.placement import plan_for_info
+    from tokrace.backends.split_planner import gpus_from_samples, simulated_gpus
 
     info, head, source = load_model_info(args.model)
     simulated = args.gpus is not None
     gpus = simulated_gpus(parse_gpus(args.gpus)) if simulated else gpus_from_samples(detect_gpus())
-    plan = plan_split(
+    plan = plan_for_info(
         info, gpus, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers,
         tensor_split=common.parse_tensor_split(args.tensor_split), split_mode=args.split_mode,
-        main_gpu=args.main_gpu, head=head,
-        # RAM of this machine says nothing about the one simulated GPUs stand for.
-        host_free_bytes=None if simulated else psutil.virtual_memory().available,
+        main_gpu=args.main_gpu, head=head, host_free_bytes=host_ram(args.ram),
     )
     return plan, info, source, gpus, simulated
 
@@ -171,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         print(cost[0])
     if not gpus and not simulated:
         print("no NVIDIA GPU found (NVML): planned for the CPU; simulate GPUs with --gpus 24,24")
+    if simulated and args.ram is None and plan.host.layers:
+        print("RAM checked against this machine's; plan for another machine's with --ram GIB")
     if advice and (gpus or offload is None):
         print(f"note: {advice}")
     return 0

@@ -59,7 +59,7 @@ def _lane_json(lane: Lane, result: LaneResult, price_per_hour: float | None = No
     if lane.model is not None:
         data = reply_json(result.stats, lane.model, result.text)
     else:  # never loaded: the same keys, no file to describe
-        data = {"text": "", "model": lane.ref, "prompt_tokens": 0, "completion_tokens": 0, "ttft_s": None,
+        data = {"text": "", "model": lane.ref, "prompt_tokens": None, "completion_tokens": 0, "ttft_s": None,
                 "prompt_tok_s": None, "gen_tok_s": None, "stop_reason": result.stats.stop_reason}
         for key, value in result.stats.to_dict().items():
             data.setdefault(key, value)

@@ -1,4 +1,7 @@
-"""Human formatting of sizes and counts, shared by the CLI, the TUI and exports."""
+"""Human formatting of sizes and counts, shared by the CLI, the TUI and exports.
+
+One unit system: memory in binary units named as such (KiB, MiB, GiB = 2**30 bytes), as llama.cpp
+prints model and buffer sizes and nvidia-smi counts VRAM (MiB); a "24 GB" card is 24 GiB there."""
 
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ def format_bytes(n: float) -> str:
 def format_figure(value: float | None, pattern: str, missing: str = "–") -> str:
     """A measured figure in ``pattern`` (``"{:.1f} tok/s"``), or ``missing`` when there is none."""
     return missing if value is None else pattern.format(value)
+def format_gib(n: float) -> str:
+    """``24.0 GiB``-style: bytes in GiB (2**30) with two decimals, for plans that compare sizes with
+    each other (``0.18 GiB`` of ``23.50 GiB``); below a tenth of a GiB, ``format_bytes``'s MiB/KiB."""
+    return f"{n / (1 << 30):.2f} GiB" if abs(n) >= (1 << 30) / 10 or n == 0 else format_bytes(n)
 
 
 def format_params(n: int | None) -> str:

@@ -134,10 +134,15 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
         backend = "GPU" if r.gpu_offload and r.n_gpu_layers and r.gpu_info else "CPU"
         test = r.test or ""
         if res.extra.get("speedup"):
+            from tokrace.speedup import Speedup
+
             acc = res.extra.get("acceptance_rate")
-            test += f" ({res.extra['speedup']:.2f}×" + (f", {acc:.0%} accepted ÷ drafted)" if acc else ")")
+            test += (f" (speedup {Speedup.from_json(res.extra).show()}"
+                     + (f", {acc:.0%} accepted ÷ drafted)" if acc else ")"))
         lines.append(
-            f"| {r.model_type} | {format_bytes(r.model_size)} | {format_params(r.model_n_params)} | "
-            f"{backend} | {r.n_threads} | {test} | {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
+            f"| {r.model_type} | {format_bytes(r.model_size) if r.model_size is not None else '–'} |"
+            f" {format_params(r.model_n_params)} | "
+            f"{backend} | {r.n_threads if r.n_threads is not None else '–'} | {test} |"
+            f" {res.avg_ts:.2f} ± {res.stddev_ts:.2f} |"
         )
     return "\n".join(lines) + "\n"

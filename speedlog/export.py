@@ -38,7 +38,8 @@ LLAMA_BENCH_FIELDS: tuple[str, ...] = (
 )
 TOKRACE_FIELDS: tuple[str, ...] = (
     "record_id", "session_id", "kind", "lane", "test", "model", "model_id", "architecture",
-    "quantization", "model_sha256", "template", "n_ctx", "prompt_tokens", "cached_prompt_tokens",
+    "quantization", "model_sha256", "template", "n_ctx", "prompt_tokens", "prompt_count_source",
+    "cached_prompt_tokens",
     "completion_tokens", "ttft_s", "prompt_s", "prompt_tok_s", "gen_s", "gen_tok_s", "total_s",
     "stop_reason", "drafted", "accepted", "acceptance_rate", "draft_model", "draft_k", "gpu_driver",
     "peak_vram_bytes", "energy_j", "schema",
@@ -53,6 +54,8 @@ def _tensor_split(values: Sequence[float] | None) -> str:
 
 def export_row(r: ReplyRecord) -> dict[str, Any]:
     """One record as a flat row, llama-bench's fields first."""
+    n_prompt: int | None
+    n_depth: int | None
     if r.kind == "bench":
         samples_ns = list(r.samples_ns or [])
         samples_ts = list(r.samples_ts or [])
@@ -62,8 +65,8 @@ def export_row(r: ReplyRecord) -> dict[str, Any]:
         # One sample: this reply's decode. gen_tok_s = (n − 1) ÷ gen_s, so avg_ns is gen_s.
         samples_ns = [round(r.gen_s * 1e9)] if r.gen_s is not None and r.gen_tok_s is not None else []
         samples_ts = [r.gen_tok_s] if r.gen_tok_s is not None else []
-        n_prompt, n_gen, n_depth = 0, r.n_gen, r.prompt_tokens
-        test = f"tg{r.n_gen}@d{r.prompt_tokens}"
+        n_prompt, n_gen, n_depth = 0, r.n_gen, r.prompt_tokens  # None: a server that did not say
+        test = f"tg{r.n_gen}@d{'–' if r.prompt_tokens is None else r.prompt_tokens}"
     offloaded = r.gpu_offload and r.n_gpu_layers != 0 and bool(r.gpu_info)
     row: dict[str, Any] = {
         "build_commit": r.build_commit or "",
@@ -106,6 +109,7 @@ def export_row(r: ReplyRecord) -> dict[str, Any]:
         "template": r.template,
         "n_ctx": r.n_ctx,
         "prompt_tokens": r.prompt_tokens,
+        "prompt_count_source": r.prompt_count_source,
         "cached_prompt_tokens": r.cached_prompt_tokens,
         "completion_tokens": r.n_gen,
         "ttft_s": r.ttft_s,
@@ -157,32 +161,91 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _cell(value: object) -> str:
+    return "–" if value is None or value == "" else str(value)
+
+
+def measurement(r: ReplyRecord) -> dict[str, str]:
+    """The fields of a record that change what it measures, as the cells of its Markdown row: rows are
+    only averaged when all of them are equal, as llama-bench prints one row per model, backend, threads,
+    batch sizes, flash attention, GPU layers, split and test. ``hardware`` names the machine (a remote
+    record: its engine and endpoint), ``test`` the bench test with its depth (``tg128 @ d512``,
+    ``c4-tg128`` for a serving level) or the kind of reply (``chat``, ``race``: their depth, the prompt,
+    varies reply by reply and is shown as a range beside them). What a remote engine does not report is
+    ``–``."""
+    remote = r.endpoint is not None
+    offloaded = r.gpu_offload and r.n_gpu_layers != 0 and bool(r.gpu_info)
+    if remote:
+        ngl = "–"
+    elif offloaded:
+        split = r.split_mode + (f" {_tensor_split(r.tensor_split)}" if r.tensor_split else "")
+        ngl = f"{r.n_gpu_layers} ({split})" if len(r.gpu_info) > 1 else str(r.n_gpu_layers)
+    else:
+        ngl = "0"
+    draft = f"{r.draft_model} k{r.draft_k}" if r.draft_model and r.draft_k else r.draft_model
+    return {
+        # The machine without its thread count (a column of its own): GPUs when layers were offloaded.
+        "hardware": r.hardware_label if remote or offloaded else (r.cpu_info or "CPU"),
+        "server model": r.server_model or "" if remote else "",
+        "threads": "–" if remote else _cell(r.n_threads),
+        "fa": {"on": "1", "off": "0"}.get(r.flash_attn or "", "–"),
+        "batch": "–" if remote or not r.n_batch else f"{r.n_batch}/{r.n_ubatch or '–'}",
+        "ngl": ngl,
+        "draft": _cell(draft),
+        "test": (r.test or "bench") if r.kind == "bench" else r.kind,
+    }
+
+
+def _depths(recs: Sequence[ReplyRecord]) -> str:
+    """The prompt depths of chat/race replies: `` @ d31`` or `` @ d31–540``; empty for bench rows."""
+    if any(r.kind == "bench" for r in recs):
+        return ""
+    depths = sorted({r.prompt_tokens for r in recs if r.prompt_tokens is not None})
+    if not depths:
+        return " @ d–"
+    return f" @ d{depths[0]}" if len(depths) == 1 else f" @ d{depths[0]}–{depths[-1]}"
+
+
 def to_markdown(records: Iterable[ReplyRecord]) -> str:
-    """One row per model file (its sha256: one name however it was loaded), quantization and hardware:
-    generation tok/s, TTFT and prompt tok/s, mean ± sd."""
+    """One row per model file (its sha256: one name however it was loaded), quantization and every field
+    that changes the measurement (``measurement``): generation tok/s, TTFT and prompt tok/s, mean ± sd
+    over the row's samples. Replies with and without a draft, at other depths or thread counts, or from
+    one server under two model names are never averaged together."""
     from tokrace.speedlog.store import model_key, model_names
 
     records = list(records)
     names = model_names(records)
-    groups: dict[tuple[str, str, str], list[ReplyRecord]] = {}
+    groups: dict[tuple[str, ...], list[ReplyRecord]] = {}
     for r in records:
-        groups.setdefault((names.get(model_key(r), r.model), r.quantization, r.hardware_label),
-                          []).append(r)
+        m = measurement(r)
+        key = (names.get(model_key(r), r.model), r.quantization, m["hardware"], m["test"], model_key(r),
+               *m.values())
+        groups.setdefault(key, []).append(r)
     lines = [
-        "| Model | Quant | tok/s | TTFT | prompt tok/s | hardware | n |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| Model | Quant | hardware | threads | fa | batch | ngl | draft | test | tok/s | TTFT |"
+        " prompt tok/s | n |",
+        "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
-    for (model, quant, hardware), recs in sorted(groups.items()):
+    for key, recs in sorted(groups.items()):
+        model, quant = key[0], key[1]
+        m = measurement(recs[0])
+        if m["server model"] and m["server model"] != model:
+            model = f"{model} ({m['server model']})"
         rates = [x for r in recs for x in r.rates()]
         ttfts = [r.ttft_s for r in recs if r.ttft_s is not None]
         prompt = [x for r in recs for x in r.prompt_rates()]
         ttft = f"{mean_sd(ttfts, 3)} s" if ttfts else "–"
-        cells = [model, quant, mean_sd(rates), ttft, mean_sd(prompt, 1), hardware, str(len(rates))]
+        n = len(rates) or len(prompt)
+        cells = [model, _cell(quant if quant != "?" else None), m["hardware"], m["threads"], m["fa"],
+                 m["batch"], m["ngl"], m["draft"], m["test"] + _depths(recs), mean_sd(rates), ttft,
+                 mean_sd(prompt, 1), str(n)]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines.append("")
     lines.append(
         "tok/s: generation, (tokens − 1) ÷ (last − first token time), or llama-bench tg; "
-        "TTFT: request → first token; n: samples in tok/s (replies and bench repetitions)."
+        "TTFT: request → first token; prompt tok/s: prompt tokens evaluated ÷ their evaluation time, or "
+        "llama-bench pp; n: samples (replies and bench repetitions). A row averages only records alike in "
+        "every column; chat and race replies vary in depth (d: prompt tokens before generation)."
     )
     return "\n".join(lines) + "\n"
 

@@ -6,10 +6,12 @@ files are drawn by matplotlib with its Agg backend (no display needed): a mainta
 writes real PNG and SVG from one figure, with proper axes, ticks and layout, instead of hand-written
 SVG markup. It is imported only when a file is written.
 
-Over a reply, tok/s is the rate over the most recent few tokens (``reply_series``), sampled evenly in
-time: counting tokens per fixed time bin would draw a comb (bins holding 0, 1 or 2 tokens) whose peaks
-are far above the real speed. Files get one row of panels per model file (its sha256, one name), each
-with its own scale: a 13,000 tok/s tiny model does not flatten a 20 tok/s one.
+Over a reply, tok/s is the rate over the most recent few decode steps (``reply_series``), sampled evenly
+in time: counting tokens per fixed time bin would draw a comb (bins holding 0, 1 or 2 tokens) whose peaks
+are far above the real speed, and a window of a few tokens would spike wherever a speculative step
+releases a batch of accepted tokens microseconds apart (~90,000 tok/s over a near-zero interval).
+Files get one row of panels per model file (its sha256, one name), each with its own scale: a
+13,000 tok/s tiny model does not flatten a 20 tok/s one.
 """
 
 from __future__ import annotations
@@ -29,35 +31,59 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 PLOT_FORMATS = ("png", "svg")
-WINDOW_MIN_TOKENS = 4
-"""The rate at a point is taken over at least this many token intervals (fewer only in short replies)."""
+WINDOW_MIN_STEPS = 4
+"""The rate at a point is taken over at least this many decode steps (fewer only in short replies)."""
+STEP_GAP = 0.25
+"""Tokens closer together than this share of the reply's mean token interval came out of one step (a
+draft's accepted batch, or one chunk of a remote stream): a window starts and ends between steps."""
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
+def decode_steps(token_times_s: Sequence[float]) -> tuple[list[float], list[int]]:
+    """The reply as steps: each step's time (its last token's) and the tokens released up to and with
+    it. Tokens less than ``STEP_GAP`` × the mean interval after the one before belong to its step (a
+    draft's accepted tokens, a chunk's tokens); plain decoding is one token per step."""
+    times = list(token_times_s)
+    if len(times) < 2:
+        return times, list(range(1, len(times) + 1))
+    close = STEP_GAP * (times[-1] - times[0]) / (len(times) - 1)
+    ends, counts = [times[0]], [1]
+    for i in range(1, len(times)):
+        if times[i] - times[i - 1] <= close:
+            ends[-1], counts[-1] = times[i], i + 1
+        else:
+            ends.append(times[i])
+            counts.append(i + 1)
+    return ends, counts
+
+
 def reply_series(token_times_s: Sequence[float], points: int = 40) -> list[float]:
     """tok/s at ``points`` evenly spaced times after the first token (the last at the last token): at
-    each, the rate over the most recent ``k`` intervals, ``k / (t_j − t_{j−k})`` with ``t_j`` the last
-    token by then and ``k = max(4, intervals ÷ points)`` (capped at the intervals so far); in a stall
-    (no token for longer than the median interval) the time waited counts too, so the line dips. Every
-    value is a rate over real tokens: no comb, no peak above the speed reached over ``k`` tokens.
-    ``[]`` with fewer than two tokens or no time between them."""
+    each, the rate over the most recent ``k`` decode steps (``decode_steps``), tokens released by them ÷
+    the time they took, ``k = max(4, steps ÷ points)`` (capped at the steps so far). A window starts and
+    ends between steps, so a batch of accepted draft tokens counts with the whole step that produced it
+    and cannot spike the line; in a stall (no token for longer than the median step) the time waited
+    counts too, so the line dips. ``[]`` with fewer than two steps."""
     times = list(token_times_s)
     if len(times) < 2 or points < 1 or times[-1] <= times[0]:
         return []
-    intervals = len(times) - 1
-    k = min(intervals, max(WINDOW_MIN_TOKENS, math.ceil(intervals / points)))
+    ends, counts = decode_steps(times)
+    steps = len(ends) - 1
+    if steps < 1:
+        return []
+    k = min(steps, max(WINDOW_MIN_STEPS, math.ceil(steps / points)))
     first, span = times[0], times[-1] - times[0]
-    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    gaps = sorted(b - a for a, b in itertools.pairwise(ends))
     typical = gaps[len(gaps) // 2]
     out: list[float] = []
     for p in range(points):
         at = first + span * (p + 1) / points
-        j = max(1, bisect.bisect_right(times, at + 1e-12) - 1)
+        j = max(1, bisect.bisect_right(ends, at + 1e-12) - 1)
         i = max(0, j - k)
-        # In a stall (no token for longer than the typical interval) the rate falls as time passes.
-        dt = max(times[j] - times[i], at - times[i] - typical)
-        out.append((j - i) / dt if dt > 0 else (out[-1] if out else 0.0))
+        # In a stall (no token for longer than the typical step) the rate falls as time passes.
+        dt = max(ends[j] - ends[i], at - ends[i] - typical)
+        out.append((counts[j] - counts[i]) / dt if dt > 0 else (out[-1] if out else 0.0))
     return out
 
 

@@ -55,7 +55,8 @@ class ReplyRecord:
     """llama-bench's description: ``llama 135M Q4_1``."""
     architecture: str = ""
     quantization: str = ""
-    model_size: int = 0
+    model_size: int | None = 0
+    """The model file's bytes; ``None``: unknown (a remote server)."""
     model_n_params: int | None = None
     template: str = ""
     # How it ran.
@@ -68,7 +69,8 @@ class ReplyRecord:
     flash_attn: str | None = None
     """Flash attention as llama.cpp used it, ``"on"`` or ``"off"`` (``"auto"`` resolved); ``None``:
     unknown (a remote engine, older records)."""
-    n_threads: int = 0
+    n_threads: int | None = 0
+    """``None``: a remote engine's own (not reported)."""
     n_gpu_layers: int = 0
     split_mode: str = "layer"
     tensor_split: list[float] | None = None
@@ -84,10 +86,14 @@ class ReplyRecord:
     gpu_info: list[str] = field(default_factory=list)
     gpu_driver: str | None = None
     # How fast.
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = 0
+    """Tokens of the prompt in context; ``None``: unknown (a remote server that sent no usage)."""
+    prompt_count_source: str | None = None
+    """``engine``, ``usage`` or ``tokenizer`` (counted here: the server sent no usage); see
+    ``backends.meter.ReplyStats.prompt_count_source``."""
     cached_prompt_tokens: int = 0
-    n_prompt: int = 0
-    """Prompt tokens evaluated (bench pp: the test size)."""
+    n_prompt: int | None = 0
+    """Prompt tokens evaluated (bench pp: the test size); ``None``: the engine did not say."""
     n_gen: int = 0
     """Tokens generated (bench tg: the test size)."""
     n_depth: int = 0
@@ -264,6 +270,7 @@ def make_record(
         draft_k=stats.draft_k,
         **_model_fields(model, config, hardware, sha256),
         prompt_tokens=stats.prompt_tokens,
+        prompt_count_source=stats.prompt_count_source,
         cached_prompt_tokens=stats.cached_prompt_tokens,
         n_prompt=stats.prompt_eval_tokens,
         n_gen=stats.completion_tokens,

@@ -8,7 +8,9 @@
 - ``cut``: two tokens, then the connection closes (no finish reason, no ``[DONE]``);
 - ``stall``: one token, then silence for ``stall_s``; ``malformed``: an event that is not JSON;
 - ``slow``: a token every 50 ms for a long time (cancel tests; ``disconnected`` is set when the client
-  goes away); ``gone``: listed by ``/v1/models`` but answers 404 at completion time.
+  goes away); ``gone``: listed by ``/v1/models`` but answers 404 at completion time;
+- ``busy``: one request at a time (6 tokens 100 ms apart, usage, no timings): another arriving meanwhile
+  gets HTTP 503, as a one-slot server that refuses to queue.
 
 ``require_key`` makes every path answer 401 without ``Authorization: Bearer <key>``; ``redirect_to``
 makes ``/v1/models`` answer 307 there. Every request's path and Authorization header is recorded.
@@ -22,7 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODELS = ["good", "nologprobs", "usage", "err500", "midfail", "cut", "stall", "malformed", "slow", "gone"]
+MODELS = ["good", "nologprobs", "usage", "err500", "midfail", "cut", "stall", "malformed", "slow", "gone",
+          "busy"]
 
 
 def _chunk(content: str | None, tokens: list[str] | None = None, finish: str | None = None,
@@ -42,6 +45,7 @@ class FakeServer:
         self.requests: list[tuple[str, str | None]] = []
         self.bodies: list[dict[str, Any]] = []
         self.disconnected = threading.Event()
+        self.busy = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,6 +96,10 @@ class FakeServer:
                 if model not in MODELS or model == "gone":
                     self._json(404, {"error": {"message": f"model {model} not found"}})
                     return
+                self.held = model == "busy" and server.busy.acquire(blocking=False)
+                if model == "busy" and not self.held:
+                    self._json(503, {"error": {"message": "the slot is busy with another request"}})
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
@@ -99,6 +107,13 @@ class FakeServer:
                     self._stream(model)
                 except (BrokenPipeError, ConnectionResetError):
                     server.disconnected.set()
+                finally:
+                    self._release()
+
+            def _release(self) -> None:
+                if getattr(self, "held", False):
+                    self.held = False
+                    server.busy.release()
 
             def _send(self, data: Any) -> None:
                 text = data if isinstance(data, str) else json.dumps(data)
@@ -137,6 +152,14 @@ class FakeServer:
                 elif model == "malformed":
                     send(_chunk("A", ["A"]))
                     send("{not json")
+                elif model == "busy":
+                    for _ in range(6):
+                        send(_chunk("x", ["x"]))
+                        time.sleep(0.1)
+                    send(_chunk(None, finish="length"))
+                    send({"id": "x", "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 6}})
+                    self._release()  # free before the end: the client's next request may come at once
+                    send("[DONE]")
                 elif model == "slow":
                     for _ in range(400):
                         send(_chunk("x", ["x"]))

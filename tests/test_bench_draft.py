@@ -33,8 +33,15 @@ def test_bench_with_draft_reports_gen_and_draft_rows(pair, isolated_dirs: Path) 
     assert drafted["draft_model"] == draft.name and drafted["draft_k"] == 3  # the id chat and race log too
     assert drafted["acceptance_rate"] == 1.0  # inert extra layers: the draft is always right
     assert drafted["same_tokens"] is True
-    assert drafted["speedup"] == pytest.approx(drafted["avg_ts"] / rows["tg24-gen"]["avg_ts"])
+    # The speedup is the median of the two interleaved pairs' ratios, with its spread and n.
+    ratios = sorted(d / g for d, g in zip(drafted["samples_ts"], rows["tg24-gen"]["samples_ts"], strict=True))
+    assert drafted["speedup"] == pytest.approx(sum(ratios) / 2) and drafted["speedup_n"] == 2
+    assert drafted["speedup_min"] == pytest.approx(ratios[0])
+    assert drafted["speedup_max"] == pytest.approx(ratios[1])
     assert len(drafted["samples_ts"]) == 2
+    table = tokrace("bench", str(target), "-p", "0", "-n", "8", "-r", "2", "--draft", str(draft), "-q",
+                    "--no-log").stdout
+    assert "tg8-draft" in table and "(speedup " in table and "–" in table and ", n=2" in table
     log = next((isolated_dirs / "data").rglob("replies.jsonl")).read_text().splitlines()
     tests = {json.loads(line)["test"] for line in log}
     assert tests == {"tg24", f"tg24-gen @ d{depth}", f"tg24-draft @ d{depth}"}

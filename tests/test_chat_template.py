@@ -52,3 +52,13 @@ def test_instruction_tuned_is_read_from_names() -> None:
     assert looks_instruction_tuned({"general.finetune": "Instruct"}, "model.gguf")
     assert not looks_instruction_tuned({"general.name": "Gemma 3 270m"}, "gemma-3-270m-q4_k_m.gguf")
     assert not looks_instruction_tuned({}, "digits-7b.gguf")  # "it" must be a whole word
+
+
+def test_plain_completion_says_when_it_drops_the_system_prompt() -> None:
+    from tokrace.backends.chat_template import SYSTEM_NOT_SENT, plain_completion
+
+    fmt = plain_completion()
+    with_system = fmt.render([ChatMessage("system", "be brief"), ChatMessage("user", "Once upon")])
+    assert with_system.text == "Once upon" and with_system.notice == SYSTEM_NOT_SENT
+    assert fmt.render([ChatMessage("user", "Once upon")]).notice is None
+    assert fmt.render([ChatMessage("system", "  "), ChatMessage("user", "x")]).notice is None

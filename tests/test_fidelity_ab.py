@@ -1,6 +1,6 @@
 """The chat's A/B rerun (Ctrl+B) compares like with like: it replays the drafted reply's own request
-(the same messages, sampler settings and seed) without the draft, and states the ratio as a factor
-of at least 1, "faster" or "slower"."""
+(the same messages, sampler settings and seed) without the draft, and states the speedup with the one
+definition ``bench --draft`` uses too (``tokrace.speedup``): one pair, so no spread, and it says so."""
 
 from __future__ import annotations
 
@@ -18,14 +18,30 @@ from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.chat.screen import ab_line
 
 
-def test_ab_line_says_slower_as_a_factor_above_one() -> None:
+def test_ab_line_gives_one_pairs_speedup_and_says_it_has_no_spread() -> None:
+    # The A/B said "1.57× faster" from one 25-token run, with no spread, while bench --draft said
+    # 0.98–1.18×: one definition, sample size and spread shown.
     drafted, plain = ReplyStats(), ReplyStats()
     drafted.gen_tok_s, plain.gen_tok_s = 40.0, 92.0
-    assert ab_line(drafted, plain).startswith(" · draft 2.30× slower (40.0 vs 92.0 tok/s)")
-    drafted.gen_tok_s = 184.0
-    assert ab_line(drafted, plain).startswith(" · draft 2.00× faster (184.0 vs 92.0 tok/s)")
+    assert ab_line(drafted, plain) == (" · draft speedup 0.43× (n=1, no spread) · 40.0 vs 92.0 tok/s"
+                                       " with/without")
+    drafted.gen_tok_s, drafted.drafted, drafted.accepted = 184.0, 10, 10
+    assert ab_line(drafted, plain) == (" · draft speedup 2.00× (n=1, no spread) · 184.0 vs 92.0 tok/s"
+                                       " with/without · 100% accepted ÷ drafted")
     plain.gen_tok_s = None
     assert ab_line(drafted, plain) == " · speedup unknown (too few tokens)"
+
+
+def test_speedup_is_the_median_of_paired_ratios_with_its_spread() -> None:
+    from tokrace.speedup import paired_speedup
+
+    s = paired_speedup([100.0, 50.0, 100.0, 80.0, 100.0], [118.0, 55.0, 98.0, 88.0, 110.0])
+    assert s is not None and (s.median, s.low, s.high, s.n) == (pytest.approx(1.1), 0.98, 1.18, 5)
+    assert s.show() == "1.10× (0.98–1.18×, n=5)"
+    # Pairs, not the ratio of means: the slow second pair (a busy machine) does not skew it.
+    assert paired_speedup([100.0, None], [150.0, 90.0]).show() == "1.50× (n=1, no spread)"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="pair them"):
+        paired_speedup([1.0], [1.0, 2.0])
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +75,7 @@ async def test_ab_rerun_replays_the_sampled_reply_with_its_seed(pair: tuple[Path
         assert app.finished[0].stats.completion_tokens == app.finished[1].stats.completion_tokens
         summary = str(replies[1].query_one(".summary", Static).render())
         assert summary.startswith("A/B without the draft: ")
-        assert "× faster (" in summary or "× slower (" in summary
+        assert "draft speedup " in summary and "(n=1, no spread)" in summary
         # A second send draws a new seed: replies stay as random as llama.cpp's own.
         await send(pilot, "again")
         await wait_for(pilot, lambda: len(app.finished) == 3)

@@ -269,6 +269,6 @@ def test_models_info_reads_gpus_through_the_same_paths() -> None:
     from tokrace.model_registry.errors import TokraceError
 
     assert _gpu_free("24,0.5") == [24 << 30, 512 << 20]
-    with pytest.raises(TokraceError, match=r"^--gpus '24,x': expected GPU sizes in GB"):
+    with pytest.raises(TokraceError, match=r"^--gpus '24,x': expected GPU sizes in GiB"):
         _gpu_free("24,x")  # tokrace plan's parser and words
     assert _gpu_free(None) == [g.vram_total_bytes - g.vram_used_bytes for g in detect_gpus()]

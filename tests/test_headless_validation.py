@@ -81,14 +81,15 @@ def test_system_on_a_base_model_is_said_not_dropped_silently(tiny_model_no_templ
     proc = tokrace("chat", "-m", str(tiny_model_no_template), "--prompt", "Once upon", "-n", "4",
                    "--temp", "0", "--system", "be brief")
     assert proc.returncode == 0, proc.stderr
-    assert "note: --system not used: " in proc.stderr and "plain completion" in proc.stderr
+    assert "note: the system prompt was not sent: " in proc.stderr and "plain completion" in proc.stderr
+    assert proc.stderr.count("system prompt") == 1  # said once, with the reply
 
 
 def test_system_on_a_chat_model_says_nothing(tiny_model: Path) -> None:
     proc = tokrace("chat", "-m", str(tiny_model), "--prompt", "hi", "-n", "4", "--temp", "0",
                    "--system", "be brief")
     assert proc.returncode == 0, proc.stderr
-    assert "--system not used" not in proc.stderr
+    assert "system prompt" not in proc.stderr
 
 
 def test_failed_request_is_not_logged_as_a_zero_token_reply(tiny_model: Path, isolated_dirs: Path) -> None:

@@ -37,8 +37,8 @@ def test_json_for_a_local_file(capsys, tiny_model: Path) -> None:
     assert (data["n_layers"], data["n_gpu_layers"], data["fits"]) == (2, 3, True)
     assert data["tensor_split"] == [2.0, 1.0] and data["split_mode"] == "layer" and data["main_gpu"] == 0
     assert data["kv_bytes_per_token"] == 2 * 2 * 4 * 16 * 2  # K+V × layers × KV heads × head dim × f16
-    assert [d["total_gb"] for d in data["per_device"]] == [24.0, 24.0]
-    assert {"name", "total_gb", "planned_gb"} <= set(data["per_device"][0])
+    assert [d["total_gib"] for d in data["per_device"]] == [24.0, 24.0]
+    assert {"name", "total_gib", "planned_gib"} <= set(data["per_device"][0])
     assert data["gpus_simulated"] is True and data["n_ctx"] == 2048  # the tiny model's own context
     assert data["gpu_offload"] in (True, False, None)
 
@@ -57,7 +57,7 @@ def test_detected_gpus_are_planned(capsys, tiny_model: Path, monkeypatch: pytest
     data = json.loads(out)
     assert code == 0 and data["gpus_simulated"] is False
     assert [d["name"] for d in data["per_device"]] == ["NVIDIA GeForce RTX 4090"] * 2
-    assert data["per_device"][0]["free_gb"] == round((24564 - 20_100) / 1024, 2)  # real free VRAM
+    assert data["per_device"][0]["free_gib"] == round((24564 - 20_100) / 1024, 2)  # real free VRAM
 
 
 def test_hf_ref_is_planned_from_the_remote_header(capsys, monkeypatch: pytest.MonkeyPatch,
@@ -81,14 +81,40 @@ def test_70b_on_two_4090s_by_header(capsys, monkeypatch: pytest.MonkeyPatch) -> 
     data = json.loads(out)
     assert code == 0
     assert (data["n_gpu_layers"], data["tensor_split"], data["fits"]) == (81, [41.0, 40.0], True)
-    assert [d["planned_gb"] for d in data["per_device"]] == [21.89, 21.61]
+    assert [d["planned_gib"] for d in data["per_device"]] == [21.89, 21.61]
     assert [d["layers"] for d in data["per_device"]] == ["0-40", "41-79"]
     assert data["kv_bytes_per_token"] == 327_680
     code, out, _ = run(capsys, "plan", "-m", "hf:meta/Llama-3-70B-GGUF:Q4_K_M", "--ctx", "8192",
                        "--gpus", "24")
     assert code == 0
     assert "does not fit: 44/81 layers on GPU, 36 repeating layers and the output head stay on CPU" in out
-    assert "GPU 0 simulated 24 GB: layers 36-79 (44)" in out
+    assert "GPU 0 simulated 24 GiB: layers 36-79 (44)" in out
+
+
+@pytest.mark.parametrize("ram, ending", [
+    ("16", "18.18 GiB of RAM, 16.00 GiB available → does NOT fit in RAM either"),
+    ("64", "18.18 GiB of RAM, 64.00 GiB available → runs partly offloaded")])
+def test_plan_and_models_info_give_one_answer_in_one_unit(capsys, monkeypatch: pytest.MonkeyPatch, ram: str,
+                                                          ending: str) -> None:
+    # A 70B header on one 24 GiB GPU: `plan` showed "… GB in RAM" unchecked while `models info` said it did
+    # not fit, in GiB, at another default context. Now both check the CPU's share against the RAM (this
+    # machine's, or --ram), in GiB, from the same plan.
+    monkeypatch.setattr("tokrace.model_registry.remote_header.read_remote_gguf_info",
+                        lambda ref: llama3_70b())
+    monkeypatch.setattr("tokrace.model_registry.model_info.read_hf_ref_info", lambda ref: llama3_70b())
+    ref = "hf:meta/Llama-3-70B-GGUF:Q4_K_M"
+    code, plan_out, _ = run(capsys, "plan", "-m", ref, "--gpus", "24", "--ram", ram)
+    assert code == 0
+    verdict = next(line for line in plan_out.splitlines() if line.startswith("does not fit"))
+    assert verdict.endswith(ending), verdict
+    code, info_out, _ = run(capsys, "models", "info", ref, "--gpus", "24", "--ram", ram)
+    assert code == 0
+    assert info_out.splitlines()[-1].endswith("→ " + verdict)  # the same words, the same numbers
+    assert "at 4k context" in info_out and "context 4,096" in plan_out  # the same default context
+    for out in (plan_out, info_out):
+        assert " GB" not in out.replace("24 GB card", "")  # GiB everywhere, named so
+    data = json.loads(run(capsys, "plan", "-m", ref, "--gpus", "24", "--ram", ram, "--json")[1])
+    assert data["fits_in_ram"] is (ram == "64") and data["cpu"]["available_gib"] == float(ram)
 
 
 def test_hf_without_the_registry_says_so_in_one_line(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +130,7 @@ def test_hf_without_the_registry_says_so_in_one_line(capsys, monkeypatch: pytest
         (["--gpus", "24,24", "--tensor-split", "1,1,1"], "has 3 entries but there are 2 GPUs"),
         (["--gpus", "24,24", "--tensor-split", "0,0"], "--tensor-split '0,0'"),
         (["--gpus", "24,24", "--main-gpu", "5"], "--main-gpu 5 does not exist"),
-        (["--gpus", "24,x"], "--gpus '24,x': expected GPU sizes in GB"),
+        (["--gpus", "24,x"], "--gpus '24,x': expected GPU sizes in GiB"),
         (["--gpus", "24", "--ctx", "4096"], "larger than the model's 2048-token context"),
         (["--gpus", "0.0001", "--gpu-layers", "3"], "--gpu-layers 3 does not fit"),
     ],

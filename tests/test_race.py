@@ -311,3 +311,18 @@ def test_both_lanes_get_the_system_prompt_and_the_record_its_sampling(tiny_model
     records = [r for r in SpeedLog.open().read() if r.kind == "race"]
     assert records and all(r.sampling is not None for r in records)
     assert {r.sampling["top_k"] for r in records[:2]} == {7}
+
+
+def test_system_prompt_on_a_lane_without_template_is_said_in_its_reply(
+        tiny_model: Path, tiny_model_no_template: Path) -> None:
+    # Lane A has a chat template (the system prompt goes in), lane B runs as plain completion: its
+    # reply says the system prompt was not sent, as the chat does, instead of dropping it silently.
+    lanes = [llama_lane("A", tiny_model), llama_lane("B", tiny_model_no_template)]
+    for lane in lanes:
+        lane.system = "Answer in one word."
+    result = run_race(lanes, "hello", GenerationParams(max_tokens=4, temperature=0.0), mode="fair",
+                      cancel=CancelToken(), warm_up=False)
+    a, b = result.lanes
+    assert a.finished is not None and b.finished is not None
+    assert a.finished.notice is None
+    assert b.finished.notice is not None and b.finished.notice.startswith("the system prompt was not sent")

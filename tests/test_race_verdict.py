@@ -126,6 +126,41 @@ def test_clearly_faster_lane_is_named_with_its_noise() -> None:
     assert any(line.startswith("noise: one run each") for line in v.lines)
 
 
+def test_numbers_follow_the_names_when_lane_b_wins() -> None:
+    # B decodes twice as fast and answers sooner: every sentence names B first, so B's figure comes
+    # first ("smollm2 1.7× faster than gemma (84.1 vs 144.8 tok/s)" read backwards).
+    v = race(Timed(OTHER, [0.020] * 63, ttft_s=0.2), Timed(SCRIPTED_MODEL, [0.010] * 63, ttft_s=0.05)).verdict
+    assert v.faster == "B" and v.first == "B" and v.quicker_ttft == "B"
+    speed, finish = v.lines[0], next(line for line in v.lines if "finished first" in line)
+    assert speed.startswith("smollm2-135m-instruct:q4_1 2.0× faster than gemma-3-270m Q4_K_M (100.0 ")
+    assert " vs 50.0 " in speed and speed.endswith(" tok/s)")
+    assert finish.startswith("smollm2-135m-instruct:q4_1 finished first: 0.68 ")  # 0.05 + 63 × 0.01
+    assert " vs 1.46 " in finish  # 0.2 + 63 × 0.02
+    ttft = next(line for line in v.lines if "quicker to the first token" in line)
+    assert ttft.startswith("smollm2-135m-instruct:q4_1 4.0× quicker to the first token (TTFT 0.050 ")
+    assert " vs 0.200 " in ttft
+
+
+class Blind(Timed):
+    """A server that says nothing about the prompt: no size, no evaluation (no usage, no timings)."""
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
+                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
+        for event in super().stream_chat(messages, params, cancel):
+            if isinstance(event, RequestStarted):
+                yield RequestStarted(event.t, event.model, None, 0, event.template)
+            elif not isinstance(event, PromptProcessed):
+                yield event
+
+
+def test_an_unknown_prompt_is_said_not_compared_as_zero() -> None:
+    v = race(Timed(SCRIPTED_MODEL, [0.010] * 7), Blind(OTHER, [0.010] * 7), max_tokens=8).verdict
+    assert v.context["B"] == {"in_context": None, "new": None}
+    line = next(line for line in v.lines if "TTFT" in line)
+    assert line.startswith("TTFT not compared: the size of gemma-3-270m Q4_K_M's prompt is unknown")
+    assert "context A 10 tok (10 new) · B – tok (– new)" in " ".join(v.lines)
+
+
 def test_unequal_token_counts_compare_per_token_and_name_no_finisher() -> None:
     a = Timed(SCRIPTED_MODEL, [0.010] * 39)  # 40 tokens, then stops
     b = Timed(OTHER, [0.008] * 127)  # 128 tokens: finishes later, yet faster per token
@@ -160,8 +195,8 @@ def test_different_prompt_work_compares_prompt_speed_not_ttft_and_states_context
     v = second.verdict
     assert v.context == {"A": {"in_context": 30, "new": 30}, "B": {"in_context": 30, "new": 16}}
     assert v.quicker_ttft is None
-    assert any(line.startswith("prompts differ in new tokens: TTFT not compared; prompt speed")
-               for line in v.lines)
+    assert any(line.startswith("prompts differ in new tokens: TTFT not compared; ")
+               and "faster per prompt token (" in line for line in v.lines)
     assert "tokens A 8 · B 4; context A 30 tok (30 new) · B 30 tok (16 new)" in v.lines
 
 

@@ -92,6 +92,21 @@ def test_chunks_are_counted_as_chunks_with_a_notice_unless_usage_gives_tokens(se
     assert stats.completion_tokens == 4 and stats.token_count_source == "usage" and stats.notice is None
 
 
+def test_a_prompt_the_server_did_not_count_is_unknown_never_zero(server: FakeServer) -> None:
+    # "nologprobs" sends no usage, and its model is no GGUF on this machine: nothing to count with.
+    _, stats = run(backend_for(server, "nologprobs"))
+    assert stats.prompt_tokens is None and stats.prompt_eval_tokens is None
+    assert stats.prompt_count_source is None and "prompt – tok" in stats.summary_line()
+    assert stats.notice is not None and "prompt size unknown: " in stats.notice
+    # A server that counts it says so, and wins: "usage" sends usage.prompt_tokens 9.
+    _, stats = run(backend_for(server, "usage"))
+    assert stats.prompt_tokens == 9 and stats.prompt_count_source == "usage"
+    assert "prompt 9 tok in context" in stats.summary_line()
+    # llama-server's timings give the evaluated count and speed: "good" (prompt_n 12 in 6 ms).
+    _, stats = run(backend_for(server, "good"))
+    assert stats.prompt_eval_tokens == 12 and "prompt 12 tok @ 2000 tok/s" in stats.summary_line()
+
+
 def test_connection_refused_and_dns_failure_are_one_line() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

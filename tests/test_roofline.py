@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
-from nvml_tables import ONE_RTX_6000_ADA, TWO_RTX_4090, FakeNvml, llama3_8b, llama3_70b
+from nvml_tables import ONE_RTX_6000_ADA, Q4K, Q6K, TWO_RTX_4090, FakeNvml, llama3_8b, llama3_70b
 
 from tokrace.backends import roofline
 from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
@@ -14,6 +15,7 @@ from tokrace.backends.roofline import (
     cost_per_1k_tokens,
     cpu_bandwidth,
     decode_ceiling_tok_s,
+    decode_read_bytes,
     efficiency_line,
     efficiency_percent,
     gpu_bandwidths,
@@ -23,6 +25,7 @@ from tokrace.backends.roofline import (
     token_cost,
 )
 from tokrace.backends.split_planner import plan_split, simulated_gpus
+from tokrace.model_registry.gguf_meta import GGUFInfo
 
 
 def test_seed_rtx_6000_ada_llama3_8b() -> None:
@@ -35,39 +38,83 @@ def test_seed_rtx_6000_ada_llama3_8b() -> None:
     assert efficiency_line(10.0, None) == "efficiency: bandwidth limit unknown"
 
 
-def test_plan_ceiling_on_one_gpu_is_bandwidth_over_file_size() -> None:
-    # The whole 8B (4,912,898,048 B, the embedding counted whole as the seeds do) on one 960 GB/s card:
-    # 960e9 / 4,912,898,048 = 195.40 tok/s at an empty context.
-    plan = plan_split(llama3_8b(), simulated_gpus([48]), n_ctx=8192)
-    assert plan_ceiling_tok_s(plan, [960e9], 20e9) == pytest.approx(960e9 / 4_912_898_048)
-    # At 4,096 tokens of context each step also reads 4,096 × 131,072 B of KV: 5,449,768,960 B → 176.2.
-    assert plan_ceiling_tok_s(plan, [960e9], 20e9, n_past=4096) == pytest.approx(176.15, abs=0.01)
-    assert bytes_per_token(4_912_898_048, 131_072, 4096) == 5_449_768_960
+def exact_head(info: GGUFInfo) -> GGUFInfo:
+    """The Llama 3 shapes with their tensor table's head sizes: token_embd Q4_K, output.weight Q6_K."""
+    return replace(info, embd_bytes=int(info.n_vocab * info.n_embd * Q4K),
+                   output_bytes=int(info.n_vocab * info.n_embd * Q6K))
+
+
+def test_plan_ceiling_on_one_gpu_reads_all_but_the_embedding() -> None:
+    # The whole 8B (4,912,898,048 B) on one 960 GB/s card. Decode reads every layer and the output head
+    # but one 2,304 B row of the 295,501,824 B embedding (a lookup, on the CPU): 4,617,396,224 B from
+    # VRAM → 960e9 / 4,617,396,224 = 207.9 tok/s at an empty context (the quick "bandwidth ÷ file size"
+    # says 195.4: it counts the embedding as read).
+    info = exact_head(llama3_8b())
+    plan = plan_split(info, simulated_gpus([48]), n_ctx=8192)
+    assert decode_read_bytes(plan) == [4_617_396_224, 2_304]
+    assert plan_ceiling_tok_s(plan, [960e9], 20e9) == pytest.approx(207.90, abs=0.01)
+    # At 4,096 tokens of context each step also reads 4,096 × 131,072 B of KV: 5,154,267,136 B → 186.2.
+    assert plan_ceiling_tok_s(plan, [960e9], 20e9, n_past=4096) == pytest.approx(186.25, abs=0.01)
+    assert bytes_per_token(4_617_396_224, 131_072, 4096) == 5_154_267_136
+
+
+def test_tied_embedding_is_read_once(tmp_path) -> None:
+    # Without output.weight llama.cpp uses token_embd.weight as the output matrix: on the CPU it is the
+    # same tensor (no copy, no second read), read in full once per token by the output projection. So a
+    # tied model reads its tensors once: bandwidth ÷ tensor bytes (SmolLM2-135M: 96,576,768 B, not
+    # + 30,081,024 again, which read 228 instead of 299 tok/s on a 29 GB/s machine).
+    from tiny_gguf import write_tiny_llama
+
+    from tokrace.backends.split_planner import HeadBytes
+    from tokrace.model_registry.gguf_meta import read_gguf_info
+
+    tied = write_tiny_llama(tmp_path / "tied.gguf", n_embd=64, tied=True)
+    info = read_gguf_info(tied)
+    assert info.output_bytes is None and info.embd_bytes == 259 * 64 * 4
+    plan = plan_split(info, [], n_ctx=512, head=HeadBytes.from_file(str(tied)))
+    assert plan.host.weights_bytes == info.tensors_bytes  # in RAM once, as llama.cpp maps it
+    assert decode_read_bytes(plan) == [info.tensors_bytes]
+    assert plan_ceiling_tok_s(plan, [], 20e9) == pytest.approx(20e9 / info.tensors_bytes)
+    # Offloaded, the head is a GPU copy of the embedding, read there; the CPU reads one row.
+    gpu = plan_split(info, simulated_gpus([8]), n_ctx=512, head=HeadBytes.from_file(str(tied)))
+    embd_row = 64 * 4
+    assert decode_read_bytes(gpu) == [info.tensors_bytes - 64 * 4, embd_row + 64 * 4]  # + output_norm
+    # Untied: the embedding is a lookup (one row), output.weight is read in full.
+    untied = write_tiny_llama(tmp_path / "untied.gguf", n_embd=64)
+    info = read_gguf_info(untied)
+    plan = plan_split(info, [], n_ctx=512, head=HeadBytes.from_file(str(untied)))
+    assert decode_read_bytes(plan) == [info.tensors_bytes - info.embd_bytes + embd_row]
 
 
 def test_layer_split_adds_times_and_row_split_overlaps_them() -> None:
-    # 70B on 2 × 4090 (1008 GB/s each), layer split: the GPUs take turns, so 42,470,588,416 B at
-    # 1008 GB/s = 23.73 tok/s, no faster than one GPU of that bandwidth. The seed's 19.06 is 80%.
-    layer = plan_split(llama3_70b(), simulated_gpus([24, 24]), n_ctx=8192)
+    # 70B on 2 × 4090 (1008 GB/s each), layer split: the GPUs take turns, so 20,990,197,760 +
+    # 20,889,387,008 B (everything but the 591,003,648 B embedding) at 1008 GB/s = 24.07 tok/s, no
+    # faster than one GPU of that bandwidth; the CPU reads the 4,608 B embedding row. The seed's 19.06
+    # is 79% of it.
+    layer = plan_split(exact_head(llama3_70b()), simulated_gpus([24, 24]), n_ctx=8192)
+    assert decode_read_bytes(layer) == [20_990_197_760, 20_889_387_008, 4_608]
     ceiling = plan_ceiling_tok_s(layer, [1008e9, 1008e9], 20e9)
-    assert ceiling == pytest.approx(1008e9 / 42_470_588_416)
-    assert efficiency_percent(19.06, ceiling) == pytest.approx(80.3, abs=0.1)
-    # Row split: GPU 0 reads half the layers (20,508,835,840) + head (726,458,368) + embedding
-    # (726,458,368) = 21,961,752,576 B while GPU 1 reads its 20,508,835,840 B: 1008e9 / 21,961,752,576.
-    row = plan_split(llama3_70b(), simulated_gpus([24, 24]), n_ctx=8192, split_mode="row")
-    assert plan_ceiling_tok_s(row, [1008e9, 1008e9], 20e9) == pytest.approx(1008e9 / 21_961_752_576)
+    assert ceiling == pytest.approx(1 / (41_879_584_768 / 1008e9 + 4_608 / 20e9))
+    assert efficiency_percent(19.06, ceiling) == pytest.approx(79.2, abs=0.1)
+    # Row split: GPU 0 reads half the layers (20,508,835,840) + head (861,880,320) + norm = 21,370,748,928
+    # B while GPU 1 reads its 20,508,835,840 B: the slower one counts.
+    row = plan_split(exact_head(llama3_70b()), simulated_gpus([24, 24]), n_ctx=8192, split_mode="row")
+    assert decode_read_bytes(row)[:2] == [21_370_748_928, 20_508_835_840]
+    assert plan_ceiling_tok_s(row, [1008e9, 1008e9], 20e9) == pytest.approx(
+        1 / (21_370_748_928 / 1008e9 + 4_608 / 20e9))
 
 
 def test_partial_offload_pays_cpu_bandwidth() -> None:
-    # 70B on one 4090: layers 36-79 on the GPU (24,036,114,432 B incl. KV at full 8K; weights only at
-    # n_past 0: 22 × 544,079,872 + 22 × 481,361,920 = 22,559,719,424 B); on the CPU layers 0-35
-    # (18 A + 18 B = 18,457,952,256 B) + embedding + head (1,452,916,736 B) = 19,910,868,992 B.
-    plan = plan_split(llama3_70b(), simulated_gpus([24]), n_ctx=8192)
-    expected = 1 / (22_559_719_424 / 1008e9 + 19_910_868_992 / 20e9)
+    # 70B on one 4090: 44 of 81 offloaded (22,559,719,424 B of weights at n_past 0); on the CPU layers
+    # 0-35 (18,457,952,256 B) + the head and its norm (861,913,088 B) + one embedding row (4,608 B).
+    plan = plan_split(exact_head(llama3_70b()), simulated_gpus([24]), n_ctx=8192)
+    assert decode_read_bytes(plan) == [22_559_719_424, 19_319_869_952]
+    expected = 1 / (22_559_719_424 / 1008e9 + 19_319_869_952 / 20e9)
     assert plan_ceiling_tok_s(plan, [1008e9], 20e9) == pytest.approx(expected)
-    assert plan_ceiling_tok_s(plan, [1008e9], 20e9) < 1  # why partial offload of a 70B crawls
-    cpu_only = plan_split(llama3_8b(), [], n_ctx=8192)
-    assert plan_ceiling_tok_s(cpu_only, [], 20e9) == pytest.approx(20e9 / 4_912_898_048)
+    assert plan_ceiling_tok_s(plan, [1008e9], 20e9) < 1.1  # why partial offload of a 70B crawls
+    cpu_only = plan_split(exact_head(llama3_8b()), [], n_ctx=8192)
+    cpu_read = 4_912_898_048 - 295_501_824 + 2_304  # all but the embedding, and one row of it
+    assert plan_ceiling_tok_s(cpu_only, [], 20e9) == pytest.approx(20e9 / cpu_read)
     with pytest.raises(ValueError, match="need 1 GPU bandwidths"):
         plan_ceiling_tok_s(plan, [], 20e9)
 

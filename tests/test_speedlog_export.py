@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_speedlog_fixtures import sample_records
+from test_speedlog_fixtures import HW_CPU, SHA, fake_stats, loaded_model, sample_records
 
+from tokrace.backends.base import LoadConfig, LoadedModel
+from tokrace.backends.meter import ReplyStats
 from tokrace.model_registry.errors import TokraceError
 from tokrace.speedlog.export import FIELDS, LLAMA_BENCH_FIELDS, export_row, render, write_atomic
 from tokrace.speedlog.plot import bar_chart, replies_chart, reply_chart, reply_series, svg_plots
+from tokrace.speedlog.record import ReplyRecord, make_bench_record, make_record
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -60,14 +65,57 @@ def test_chat_rows_are_tg_at_depth() -> None:
     assert row["gpu_info"] == "RTX 4090, RTX 4090"
 
 
+def md_rows(records: list[ReplyRecord]) -> list[dict[str, str]]:
+    lines = render(records, "md").splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
+            for line in lines[2:] if line.startswith("| ")]
+
+
 def test_markdown_groups_by_model_quant_and_hardware_with_mean_sd() -> None:
     lines = render(sample_records(), "md").splitlines()
-    assert lines[0] == "| Model | Quant | tok/s | TTFT | prompt tok/s | hardware | n |"
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:] if line.startswith("| ")]
-    rows = {(c[0], c[1], c[2], c[5]) for c in cells}
-    assert ("Llama 3 8B", "Q4_K_M", "115.20 ± 18.10", "2 × RTX 4090") in rows
-    assert ("Llama 3 8B", "Q4_K_M", "63.25 ± 1.06", "Test CPU 9000, 2 threads") in rows
-    assert ("Llama 3 8B", "F16", "16.00", "Test CPU 9000, 2 threads") in rows
+    assert lines[0] == ("| Model | Quant | hardware | threads | fa | batch | ngl | draft | test | tok/s"
+                        " | TTFT | prompt tok/s | n |")
+    rows = {(r["Model"], r["Quant"], r["tok/s"], r["hardware"], r["test"])
+            for r in md_rows(sample_records())}
+    assert ("Llama 3 8B", "Q4_K_M", "115.20 ± 18.10", "2 × RTX 4090", "chat @ d32") in rows
+    assert ("Llama 3 8B", "Q4_K_M", "63.25 ± 1.06", "Test CPU 9000", "tg128") in rows
+    assert ("Llama 3 8B", "F16", "16.00", "Test CPU 9000", "race @ d32") in rows
+
+
+def test_markdown_never_averages_unlike_measurements() -> None:
+    # One model file measured five unlike ways, each of which was averaged into one row
+    # ("955.65 ± 400.96"): with and without a draft, bench depth 0 and 512, 2 and 1 threads, and one
+    # server under two model names. Each is its own row, named by what differs.
+    when = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
+    model = loaded_model()
+    cfg = LoadConfig(path=model.path, n_gpu_layers=0)
+    one_thread = dataclasses.replace(model, n_threads=1)
+
+    def chat(stats: ReplyStats, m: LoadedModel = model) -> ReplyRecord:
+        return make_record(stats, m, cfg, "s", "chat", hardware=HW_CPU, sha256=SHA, now=when)
+
+    def bench(depth: int) -> ReplyRecord:
+        return make_bench_record(model, cfg, "s", n_prompt=0, n_gen=128, n_depth=depth, hardware=HW_CPU,
+                                 samples_ns=[1_000_000_000, 1_000_000_000], sha256=SHA, now=when)
+
+    drafted = dataclasses.replace(fake_stats(9, 0.001), draft_model="smollm2-135m", draft_k=4)
+    remote = [dataclasses.replace(chat(fake_stats(9, 0.01)), backend="remote", endpoint="127.0.0.1:8080",
+                                  engine="llama-server", server_model=name, model=name, model_sha256=None,
+                                  model_path=f"http:/127.0.0.1:8080/v1#{name}")
+              for name in ("smollm2", "gemma")]
+    records = [chat(fake_stats(9, 0.01)), chat(drafted), bench(0), bench(512),
+               chat(fake_stats(9, 0.02), one_thread), *remote]
+    rows = md_rows(records)
+    assert len(rows) == 7 and all(r["n"] in ("1", "2") for r in rows)
+    local = [r for r in rows if r["Model"] == "Llama 3 8B"]
+    assert {(r["draft"], r["threads"], r["test"], r["tok/s"]) for r in local} == {
+        ("–", "2", "chat @ d32", "100.00"), ("smollm2-135m k4", "2", "chat @ d32", "1000.00"),
+        ("–", "2", "tg128", "128.00 ± 0.00"), ("–", "2", "tg128 @ d512", "128.00 ± 0.00"),
+        ("–", "1", "chat @ d32", "50.00")}
+    servers = [r for r in rows if r["hardware"] == "llama-server at 127.0.0.1:8080"]
+    assert sorted(r["Model"] for r in servers) == ["gemma", "smollm2"]
+    assert all(r["threads"] == r["batch"] == r["ngl"] == "–" for r in servers)
 
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -100,6 +148,25 @@ def test_reply_series_is_a_windowed_rate_without_a_comb() -> None:
     series = reply_series(uneven, points=10)
     assert max(series) <= 100.0 + 1e-9 and min(series) < 20
     assert reply_series([1.0]) == []
+
+
+def test_reply_series_of_a_drafted_reply_has_no_spikes() -> None:
+    # Speculative decoding: a verification step every 10 ms releases its accepted tokens 2 µs apart
+    # (1 to 8 of them). Windows of a few tokens fell inside one batch: ~90,000 tok/s spikes that
+    # flattened the chart. Windows of whole steps give at most the fastest step's real rate.
+    accepted = [8, 3, 8, 1, 5, 8, 8, 2, 7, 8] * 6
+    times, t = [0.2], 0.2
+    for n in accepted:
+        t += 0.010
+        times += [t + 2e-6 * i for i in range(n)]
+    series = reply_series(times, points=80)
+    assert len(series) == 80 and min(series) > 0
+    assert max(series) <= max(accepted) / 0.010 * 1.001  # 800 tok/s, not ~4 tokens / 6 µs
+    overall = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(sorted(series)[40] - overall) / overall < 0.2  # the median point is the reply's speed
+    # A remote stream's chunk (several tokens with one arrival time) is one step too.
+    chunks = [0.1 + 0.05 * (i // 3) for i in range(30)]
+    assert max(reply_series(chunks, points=20)) <= 3 / 0.05 * 1.001
 
 
 def test_text_charts() -> None:

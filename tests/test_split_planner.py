@@ -166,7 +166,7 @@ def test_llama_cpp_layer_rule() -> None:
         ({"tensor_split": [1, 1, 1]}, "has 3 entries but there are 2 GPUs"),
         ({"tensor_split": [0, 0]}, "sum to more than 0"),
         ({"tensor_split": [1, -1]}, "sum to more than 0"),
-        ({"tensor_split": [3, 1]}, "puts 31.9 GB on GPU 0"),
+        ({"tensor_split": [3, 1]}, "puts 31.9 GiB on GPU 0"),
         ({"main_gpu": 2}, "--main-gpu 2 does not exist: there is 2 GPUs (0-1)"),
         ({"n_ctx": 16384}, "larger than the model's 8192-token context; set --ctx to 8192 or less"),
         ({"n_gpu_layers": -2}, "--gpu-layers -2 is invalid"),
@@ -186,7 +186,7 @@ def test_bad_overrides_are_one_clear_line(kwargs: dict, message: str) -> None:
 def test_too_many_layers_names_what_fits() -> None:
     with pytest.raises(TokraceError, match="at most 44 of 81 layers fit"):
         plan_split(llama3_70b(), simulated_gpus([24]), n_ctx=8192, n_gpu_layers=81)
-    with pytest.raises(TokraceError, match="above 0 GB"):
+    with pytest.raises(TokraceError, match="above 0 GiB"):
         simulated_gpus([24, 0])
 
 

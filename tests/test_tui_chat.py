@@ -129,6 +129,20 @@ async def test_zero_token_reply_is_explained(tiny_model: Path) -> None:
         assert "0 tokens" in str(notice.render())
 
 
+async def test_system_prompt_on_a_model_without_template_is_said(tiny_model_no_template: Path) -> None:
+    from tokrace.settings import Settings
+
+    app = RecordingApp(model_ref=str(tiny_model_no_template), settings=Settings(system_prompt="be brief"),
+                       params=GenerationParams(max_tokens=4, temperature=0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.title == "tiny-base.gguf")
+        await send(pilot, "Once upon")
+        await wait_for(pilot, lambda: bool(app.finished))
+        await pilot.pause(0.1)
+        notice = app.query_one(AssistantMessage).query_one(".notice", Static)
+        assert "the system prompt was not sent" in str(notice.render())
+
+
 async def test_control_characters_from_the_model_are_shown_not_executed() -> None:
     backend = ScriptedBackend(["ok ", "\x1b[2J", "\x07", " done"])
     app = RecordingApp(backend=backend, sampler=FixedSampler())  # type: ignore[arg-type]

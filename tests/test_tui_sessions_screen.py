@@ -77,7 +77,7 @@ async def test_export_from_the_screen(tmp_path: Path) -> None:
         await pilot.press("a", "m")
         await pilot.pause()
         table = (out / "all-sessions.md").read_text()
-        assert table.startswith("| Model | Quant | tok/s |") and "2 × RTX 4090" in table
+        assert table.startswith("| Model | Quant | hardware | threads |") and "2 × RTX 4090" in table
 
 
 async def test_export_failure_is_a_notice_not_a_crash(tmp_path: Path) -> None:
@@ -122,3 +122,16 @@ def _no_textual_in_speedlog() -> None:
 
     source = Path(speedlog.__file__).parent
     assert not any("textual" in p.read_text() for p in source.glob("*.py"))
+
+
+def test_a_remote_replys_unknown_figures_are_dashes_not_zeros() -> None:
+    import dataclasses
+
+    from tokrace.tui.screens.sessions_screen import reply_detail
+
+    remote = dataclasses.replace(sample_records()[0], backend="remote", endpoint="127.0.0.1:8080",
+                                 engine="llama-cpp-python server", n_threads=None, n_prompt=None,
+                                 prompt_tokens=None, model_size=None)
+    detail = reply_detail(remote)
+    assert "prompt – tok" in detail and "threads –" in detail
+    assert "None" not in detail and "threads 0" not in detail

@@ -47,8 +47,10 @@ def write_tiny_llama(
     chat_template: str | None = CHATML_TEMPLATE,
     name: str = "tiny-llama",
     weight_scale: float = 0.5,
+    tied: bool = False,
 ) -> Path:
-    """Write the model to ``path`` and return it."""
+    """Write the model to ``path`` and return it. ``tied``: no ``output.weight`` (the output matrix is
+    ``token_embd.weight``, as in SmolLM2 and Gemma 3)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
@@ -85,7 +87,8 @@ def write_tiny_llama(
     head[EOS_ID] = 0.0  # keep end-of-sequence unlikely, so replies run to max_tokens
     w.add_tensor("token_embd.weight", tensor("token_embd.weight", (n_vocab, n_embd)))
     w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    w.add_tensor("output.weight", head)
+    if not tied:
+        w.add_tensor("output.weight", head)
     n_kv = n_embd // n_head * n_head_kv
     for i in range(n_layer):
         p = f"blk.{i}."

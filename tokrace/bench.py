@@ -24,6 +24,7 @@ from tokrace.model_registry.errors import TokraceError
 from tokrace.session import DraftSpec, ResolvedSpec, Session, place_resolved
 from tokrace.speedlog.bench import BenchResult, compare
 from tokrace.speedlog.record import ReplyRecord, bench_test_name, make_bench_record
+from tokrace.speedup import paired_speedup
 
 if TYPE_CHECKING:
     from tokrace.backends.device_telemetry import GpuSample
@@ -113,7 +114,7 @@ def _timed_generation(session: Session, n_gen: int, *, plain: bool = False
         raise TokraceError("the model ended its reply at once; bench --draft needs a model that generates",
                            kind="draft")
     per_interval = s.gen_s / (s.completion_tokens - 1)
-    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens
+    return int(per_interval * n_gen * 1e9), tokens, s.acceptance_rate, s.prompt_tokens or 0
 
 
 def bench_draft(
@@ -170,8 +171,11 @@ def bench_draft(
                 if variant == "draft" and acceptance:
                     result.extra["acceptance_rate"] = sum(acceptance) / len(acceptance)
                 results.append(result)
-            gen, drafted = results[-2], results[-1]
-            drafted.extra["speedup"] = drafted.avg_ts / gen.avg_ts if gen.avg_ts else None
+            drafted = results[-1]
+            # One definition (tokrace.speedup): the median of the interleaved pairs' ratios, with spread.
+            speedup = paired_speedup([n_gen * 1e9 / ns for ns in samples["gen"]],
+                                     [n_gen * 1e9 / ns for ns in samples["draft"]])
+            drafted.extra.update(speedup.to_json() if speedup is not None else {"speedup": None})
             # Greedy decoding with a draft must produce the plain tokens; say so if it did not.
             drafted.extra["same_tokens"] = texts["gen"] == texts["draft"]
     finally:

@@ -72,8 +72,10 @@ class ContextFit:
 
 
 def refused(finished: GenerationFinished, stats: ReplyStats, n_ctx: int) -> bool:
-    """The engine refused the request before any token because the prompt did not fit."""
-    return finished.stop_reason == "error" and not finished.text and stats.prompt_tokens >= n_ctx
+    """The engine refused the request before any token because the prompt did not fit (a prompt of
+    unknown size, from a server that did not count it, is never taken for one)."""
+    n = stats.prompt_tokens
+    return finished.stop_reason == "error" and not finished.text and n is not None and n >= n_ctx
 
 
 class Turn:
@@ -191,11 +193,12 @@ class Turn:
         n_ctx, budget = self._budget()
         if fit is None or not refused(finished, stats, n_ctx):
             return False
-        skip = skip_for(fit.history, fit.policy, fit.skip, stats.prompt_tokens, budget)
+        n = stats.prompt_tokens or 0  # known: refused() checked it
+        skip = skip_for(fit.history, fit.policy, fit.skip, n, budget)
         if skip is not None and skip != fit.skip:
             fit.skip = skip
             return True
-        error = refused_notice(stats.prompt_tokens, n_ctx, fit.policy)
+        error = refused_notice(n, n_ctx, fit.policy)
         self.run.finished = GenerationFinished(finished.t, "error", "", 0, error=error)
         self.run.meter.stats.error = error
         self.overflow = None

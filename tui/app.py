@@ -276,7 +276,7 @@ class TokraceApp(App[None]):
         plan, stats = self.plan, message.stats
         if plan is None or plan.per_device or self.cpu_bandwidth is None:
             return
-        ceiling = ceiling_tok_s(plan, None, self.cpu_bandwidth, stats.prompt_tokens)
+        ceiling = ceiling_tok_s(plan, None, self.cpu_bandwidth, stats.prompt_tokens or 0)
         if beats_ceiling(stats.gen_tok_s, ceiling):
             self.remeasure_cpu_bandwidth()
 
@@ -368,7 +368,11 @@ class TokraceApp(App[None]):
                 self.spec = replace(self.spec, request=request, n_threads=threads)
                 self._reload("reloading with the new settings…")
 
-        self.push_screen(SettingsScreen(info, path, self.sampler.latest().gpus, self.settings),
+        snap = self.sampler.latest()
+        # A reload frees what this process holds now (the loaded model), as GPU planning counts it.
+        ram = (snap.ram_total_bytes - snap.ram_used_bytes + snap.process_rss_bytes
+               if snap.ram_total_bytes else None)
+        self.push_screen(SettingsScreen(info, path, snap.gpus, self.settings, ram_free_bytes=ram),
                          callback=chosen)
 
     def _apply_chat_settings(self, settings: Settings) -> None:

@@ -64,7 +64,7 @@ def ui_cpu_budget(model: LoadedModel, all_on_gpu: bool = False) -> float:
     when its llama.cpp runs layers on this machine's CPU with a thread per physical core
     (``default_threads()``, llama.cpp's own default) or more, else ``UI_CPU_BUDGET``. ``all_on_gpu``:
     the placement put every layer on GPUs (its CPU threads then have no layers to compute)."""
-    contended = model.n_threads >= default_threads() and not all_on_gpu
+    contended = (model.n_threads or 0) >= default_threads() and not all_on_gpu  # None: a remote engine
     return UI_CPU_BUDGET_CONTENDED if contended else UI_CPU_BUDGET
 
 

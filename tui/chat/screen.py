@@ -27,8 +27,8 @@ from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.placement import ceiling_tok_s, placement_label
 from tokrace.backends.reply_extras import extras_line
 from tokrace.backends.roofline import efficiency_line, gpu_bandwidths
-from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.settings import ContextPolicy
+from tokrace.speedup import ab_summary
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
@@ -64,14 +64,9 @@ class ReplyFinished(Message):
 
 
 def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
-    """`` · draft 4.27× faster (149.6 vs 35.0 tok/s), 100% accepted ÷ drafted``."""
-    a, b = with_draft.gen_tok_s, without.gen_tok_s
-    if not (a and b):
-        return " · speedup unknown (too few tokens)"
-    acc = with_draft.acceptance_rate
-    accepted = f", {acc:.0%} accepted ÷ drafted" if acc is not None else ""
-    ratio = f"{a / b:.2f}× faster" if a >= b else f"{b / a:.2f}× slower"
-    return f" · draft {ratio} ({a:.1f} vs {b:.1f} tok/s){accepted}"
+    """`` · draft speedup 4.27× (n=1, no spread) · 149.6 vs 35.0 tok/s with/without · 100% accepted ÷
+    drafted``: one pair, with ``tokrace.speedup``'s definition (the one ``bench --draft`` uses)."""
+    return " · " + ab_summary(with_draft.gen_tok_s, without.gen_tok_s, with_draft.acceptance_rate)
 
 
 class ChatScreen(ConversationScreen):
@@ -172,7 +167,7 @@ class ChatScreen(ConversationScreen):
         draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
         plan = self.tokrace.plan
         where = f" · {placement_label(plan)}" if plan is not None else ""
-        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}")
+        self.set_status(f"{m.template} · {m.threads_label()} · ctx {m.n_ctx}{where}{draft}{build}")
         prompt = self.prompt
         prompt.disabled = False
         prompt.placeholder = PLACEHOLDER
@@ -181,10 +176,7 @@ class ChatScreen(ConversationScreen):
     def _set_titles(self, m: LoadedModel) -> None:
         # After a refresh: the Header's own children must exist before its title watchers fire.
         self.app.title = m.name
-        self.app.sub_title = (
-            f"{m.quantization} · {format_bytes(m.size_bytes)} · {format_params(m.n_params)} params"
-            f" · {m.architecture}"
-        )
+        self.app.sub_title = m.facts_line()
 
     @property
     def generating(self) -> bool:
@@ -273,7 +265,7 @@ class ChatScreen(ConversationScreen):
             self.last_drafted = stats if stats.draft_model is not None else None
             self.last_drafted_request = (turn.sent, turn.params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
-                self.context_used = stats.prompt_tokens + stats.completion_tokens
+                self.context_used = stats.context_tokens
         state = {"cancelled": "stopped", "error": "error"}.get(finished.stop_reason, "")
         summary = stats.summary_line()
         if against is not None:
@@ -344,7 +336,7 @@ class ChatScreen(ConversationScreen):
         plan = self.tokrace.plan
         if plan is None or device is None:
             return None
-        n_past = self.meter.stats.prompt_tokens + self.meter.stats.completion_tokens if self.meter else 0
+        n_past = self.meter.stats.context_tokens if self.meter else 0
         ceiling = ceiling_tok_s(plan, gpu_bandwidths(device), self.tokrace.cpu_bandwidth, n_past)
         live = None
         if self.meter is not None:

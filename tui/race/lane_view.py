@@ -12,9 +12,8 @@ from textual.widgets import Digits, Static
 
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.race import Lane
-from tokrace.model_registry.units import format_bytes, format_params
+from tokrace.model_registry.units import format_bytes
 from tokrace.model_registry.units import format_figure as _fmt
-from tokrace.race_setup import threads_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.streaming import display_safe
 from tokrace.tui.widgets.telemetry_panel import SPARK_POINTS, spark_text
@@ -43,7 +42,8 @@ def memory_line(lane: Lane) -> str:
                        if d.planned_bytes)
         parts.append(f"VRAM {on}" if on else "RAM only")
     elif lane.model is not None:
-        parts.append(f"RAM · {threads_label(lane.model.n_threads)}")
+        m = lane.model
+        parts.append(f"on the server ({m.threads_label()})" if m.remote else f"RAM · {m.threads_label()}")
     return " · ".join(parts)
 
 
@@ -83,8 +83,7 @@ class LaneView(Vertical):
     def show_lane(self, lane: Lane) -> None:
         self.query_one(".lane-title", Static).update(f"{lane.label} · {lane.title}")
         m = lane.model
-        info = (f"{m.quantization} · {format_bytes(m.size_bytes)} · {format_params(m.n_params)} params"
-                f" · {m.architecture}" if m is not None else "")
+        info = m.facts_line() if m is not None else ""
         memory = memory_line(lane)
         self.query_one(".lane-info", Static).update(" · ".join(p for p in (info, memory) if p))
         if lane.load_error:

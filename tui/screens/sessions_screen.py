@@ -39,10 +39,11 @@ def reply_detail(record: ReplyRecord, name: str | None = None) -> str:
     lines = [
         f"{record.time[:19].replace('T', ' ')} UTC · {what} · {name or record.model} {record.quantization}"
         f" · {record.hardware_label}",
-        f"prompt {record.n_prompt} tok @ {_num(record.prompt_tok_s, '.1f')} tok/s"
+        f"prompt {_num(record.n_prompt, 'd')} tok @ {_num(record.prompt_tok_s, '.1f')} tok/s"
         f" (+{record.cached_prompt_tokens} cached) · TTFT {_num(record.ttft_s, '.3f')} s"
         f" · {record.n_gen} tok @ {_num(record.gen_tok_s, '.2f')} tok/s · stop {record.stop_reason or '–'}",
-        f"threads {record.n_threads} · n_gpu_layers {record.n_gpu_layers} · split {record.split_mode}"
+        f"threads {_num(record.n_threads, 'd')} · n_gpu_layers {record.n_gpu_layers}"
+        f" · split {record.split_mode}"
         f" · build {record.build_commit or '?'} · sha256 {(record.model_sha256 or '?')[:12]}",
     ]
     if record.drafted:

@@ -60,8 +60,11 @@ class SettingsScreen(ModalScreen[Settings | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="settings.cancel")]
 
-    def __init__(self, info: GGUFInfo, path: str, gpus: Sequence[GpuSample], current: Settings) -> None:
+    def __init__(self, info: GGUFInfo, path: str, gpus: Sequence[GpuSample], current: Settings, *,
+                 ram_free_bytes: int | None = None) -> None:
+        """``ram_free_bytes``: RAM the reloaded model may use (the plan checks what stays on the CPU)."""
         super().__init__()
+        self.ram_free_bytes = ram_free_bytes
         self.info = info
         self.path = path
         self.gpus = list(gpus)
@@ -117,7 +120,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
             plan = plan_split(self.info, gpus_from_samples(self.gpus), n_ctx=r.n_ctx,
                               n_gpu_layers=r.n_gpu_layers, tensor_split=r.tensor_split,
                               split_mode=r.split_mode, main_gpu=r.main_gpu,
-                              head=self.head)
+                              head=self.head, host_free_bytes=self.ram_free_bytes)
         except TokraceError as err:
             out.update(say(err))
             out.add_class("error")

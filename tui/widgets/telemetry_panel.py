@@ -118,9 +118,7 @@ class TelemetryPanel(Vertical):
         # At least 4 tokens per bar, or bars alternate between 1 and 2 tokens and saw-tooth.
         points = max(1, min(SPARK_POINTS, (s.completion_tokens - 1) // 4))
         self._put("#spark", Static, spark_text(meter.series(points)))
-        prompt = f"{s.prompt_eval_tokens} tok @ {_fmt(s.prompt_tok_s, '{:.0f}')} tok/s"
-        if s.cached_prompt_tokens:
-            prompt += f" (+{s.cached_prompt_tokens} cached)"
+        prompt = s.prompt_label()  # "31 tok @ 305 tok/s (+12 cached)"; "–" what the engine did not say
         lines = [
             f"TTFT      {_fmt(s.ttft_s, '{:.3f} s')}",
             f"prompt    {prompt}",
