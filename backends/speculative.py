@@ -104,9 +104,14 @@ class SpeculativeBackend(Backend):
     name = "llama.cpp + draft"
 
     def __init__(self, target: LlamaCppBackend, drafter: Drafter, *, k: int = DEFAULT_K,
-                 adaptive: bool = False) -> None:
+                 adaptive: bool = False, p_min: float = 0.0) -> None:
+        """``p_min``: a draft model stops drafting before a token it gives less than this probability
+        (llama.cpp's ``--draft-p-min``, its confidence among its 10 likeliest tokens; 0: always k)."""
         if not 1 <= k <= MAX_K:
             raise TokraceError(f"--draft-k {k}: expected 1 to {MAX_K}")
+        if not 0.0 <= p_min <= 1.0:
+            raise TokraceError(f"--draft-p-min {p_min:g}: expected a number from 0 to 1")
+        self.p_min = p_min
         self.target = target
         self.drafter = drafter
         self.k = k
@@ -117,7 +122,7 @@ class SpeculativeBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        draft = DraftInfo(self.drafter.label, self.drafter.kind, self.k, self.adaptive)
+        draft = DraftInfo(self.drafter.label, self.drafter.kind, self.k, self.adaptive, self.p_min)
         return replace(self.target.capabilities, draft=draft)
 
     @property
@@ -161,6 +166,7 @@ class SpeculativeBackend(Backend):
             "k": self.k,
             "adaptive": self.adaptive,
             "k_last": self.last_k,
+            "p_min": self.p_min,
             "drafted": stats.drafted,
             "accepted": stats.accepted,
             "acceptance_rate": stats.acceptance_rate,
@@ -268,7 +274,8 @@ class SpeculativeBackend(Backend):
                 draft: list[int] = []
                 if drafting and k > 0:
                     try:
-                        draft = self.drafter.propose(r.context, k)[:k]
+                        draft = (self.drafter.propose(r.context, k, self.p_min) if self.p_min
+                                 else self.drafter.propose(r.context, k))[:k]
                     except Exception as err:  # any draft failure → plain decoding
                         drafting = False
                         self._draft_failed(r, err)

@@ -99,13 +99,14 @@ def _without_draft(found: ResolvedSpec) -> ResolvedSpec:
     return replace(found, spec=replace(found.spec, draft=DraftSpec()), draft=None)
 
 
-def _timed_generation(backend: Backend, n_gen: int) -> tuple[int, list[int], float | None, int]:
+def _timed_generation(backend: Backend, n_gen: int,
+                      prompt: str = BENCH_PROMPT) -> tuple[int, list[int], float | None, int]:
     """(ns for n_gen tokens, token ids, acceptance, prompt tokens: the KV depth generation starts at)
-    of one greedy generation from a fresh context."""
+    of one greedy generation from a fresh context (``prompt``: raw text, no chat template)."""
     backend.reset()
     meter = SpeedMeter()
     tokens: list[int] = []
-    for event in backend.stream_prompt(BENCH_PROMPT, GenerationParams(max_tokens=n_gen, temperature=0.0)):
+    for event in backend.stream_prompt(prompt, GenerationParams(max_tokens=n_gen, temperature=0.0)):
         meter.observe(event)
         if isinstance(event, TokenGenerated):
             tokens.append(event.token_id)

@@ -21,6 +21,7 @@ from tokrace.backends.base import (
     DEFAULT_N_BATCH,
     DEFAULT_N_UBATCH,
     Backend,
+    CacheType,
     FlashAttn,
     GenerationParams,
     LoadConfig,
@@ -54,6 +55,8 @@ class DraftSpec:
     lookup: bool = False
     k: int | None = None
     adaptive: bool = False
+    p_min: float | None = None
+    """A draft model's confidence floor (llama.cpp's ``--draft-p-min``; ``None``: 0, always k)."""
 
     @property
     def active(self) -> bool:
@@ -64,7 +67,7 @@ class DraftSpec:
         if self.ref is not None and self.lookup:
             raise TokraceError("{setting:draft} and {setting:lookup} exclude each other: pick a draft"
                                " model or prompt lookup", kind="usage")
-        if not self.active and (self.k is not None or self.adaptive):
+        if not self.active and (self.k is not None or self.adaptive or self.p_min is not None):
             raise TokraceError("{setting:draft_k} and {setting:adaptive_k} need {setting:draft} or"
                                " {setting:lookup}", kind="usage")
 
@@ -85,15 +88,20 @@ class LoadSpec:
     """Logical batch in tokens (``None``: llama.cpp's default, 2048)."""
     n_ubatch: int | None = None
     """Physical batch in tokens (``None``: llama.cpp's default, 512)."""
+    type_k: CacheType = "f16"
+    """KV cache data type of K (llama.cpp's ``-ctk``)."""
+    type_v: CacheType = "f16"
+    """KV cache data type of V (llama.cpp's ``-ctv``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadSpec:
         """The load part of the user's settings (file and flags merged)."""
         return cls(model=settings.model, n_threads=settings.n_threads,
                    flash_attn=settings.flash_attn, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
+                   type_k=settings.type_k, type_v=settings.type_v,
                    request=settings.placement_request(),
                    draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
-                                   adaptive=settings.adaptive_k))
+                                   adaptive=settings.adaptive_k, p_min=settings.draft_p_min))
 
 
 @dataclass(slots=True)
@@ -116,7 +124,7 @@ class PreparedModel:
         """The backend (with its draft, if any), not loaded: ``load()`` reads the weights."""
         d = self.spec.draft
         return build_drafted_backend(self.config, self.draft_config, lookup=d.lookup, k=d.k,
-                                     adaptive=d.adaptive)
+                                     adaptive=d.adaptive, p_min=d.p_min or 0.0)
 
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
@@ -236,7 +244,7 @@ def place_resolved(found: ResolvedSpec | RemoteSpec, gpus: Sequence[GpuSample], 
     config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
                         chat_template=resolved.chat_template, n_threads=spec.n_threads,
                         flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
-                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH)
+                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH, type_k=spec.type_k, type_v=spec.type_v)
     config, plan = place(config, gpus, request)
     draft_config = None
     if found.draft is not None:
