@@ -32,7 +32,8 @@ def build_wheel(package: str, version: str, files: Mapping[str, bytes]) -> tuple
     info = f"{dist}-{version}.dist-info"
     members = dict(files)
     members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n".encode()
-    members[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tokrace-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    members[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: tokrace-tests\nRoot-Is-Purelib: true\n"
+                                b"Tag: py3-none-any\n")
     record = "".join(f"{path},,\n" for path in [*members, f"{info}/RECORD"])
     members[f"{info}/RECORD"] = record.encode()
     buf = io.BytesIO()

@@ -61,7 +61,8 @@ def test_every_stage_measures_its_candidates_and_greedy_tokens_match(pair: tuple
 
 
 def _synthetic(model: str, draft: str | None) -> TuneResult:
-    threads = StageResult("n_threads", "tg32", decide({"1": [10.0, 10.1, 10.0], "2": [18.0, 18.2, 17.9]}, "2"),
+    threads = StageResult("n_threads", "tg32",
+                          decide({"1": [10.0, 10.1, 10.0], "2": [18.0, 18.2, 17.9]}, "2"),
                           {"1": {"n_threads": 1}, "2": {"n_threads": 2}})
     k = StageResult("draft_k", "gen64 with the draft",
                     decide({NO_DRAFT: [10.0, 10.1, 10.0], "k=4": [15.0, 15.1, 15.2],

@@ -36,7 +36,8 @@ def head64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def noisy_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("pmin")
     draft = write_tiny_llama(out / "draft.gguf", n_layer=2, name="tiny-draft")
-    target = write_tiny_llama(out / "noisy.gguf", n_layer=8, inert_from=2, inert_noise=0.05, name="tiny-noisy")
+    target = write_tiny_llama(out / "noisy.gguf", n_layer=8, inert_from=2, inert_noise=0.05,
+                              name="tiny-noisy")
     return target, draft
 
 

@@ -6,7 +6,8 @@ the shared machine hits one round of every candidate alike. The comparison is th
 round i, ``ratio_i = candidate_i ÷ baseline_i`` (speeds, higher is better). A candidate is
 
 - **faster** when its ratio interval lies wholly above ``1 + min_gain`` *and* its median beats the
-  baseline's by more than the two spreads together (half of each one's range over the rounds, trimmed as the interval),
+  baseline's by more than the two spreads together (half of each one's range over the rounds,
+  trimmed as the interval),
 - **slower** when, the other way round, both say it is slower,
 - a **tie** otherwise (the difference is within the rounds' spread, or too small to matter).
 
