@@ -102,6 +102,11 @@ class LoadConfig:
     """KV cache data type of K (llama.cpp's ``-ctk``; default f16)."""
     type_v: CacheType = "f16"
     """KV cache data type of V (llama.cpp's ``-ctv``; a quantized V needs flash attention)."""
+    repack: bool = True
+    """llama.cpp's CPU weight repacking (its default; ``--no-repack`` turns it off). Repacked Q4_0/Q4_K
+    weights on AVX2 compute a token alone and in a batch with different kernels, so a near-tie in a
+    draft's verification batch can fall the other way than in plain decoding; without repacking the
+    two agree bit for bit (greedy output then never depends on the draft), at a speed cost."""
     chat_template: str | None = None
     """A Jinja chat template to use instead of the file's (catalog override)."""
     name: str | None = None

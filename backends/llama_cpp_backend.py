@@ -101,9 +101,20 @@ class _Llama(Llama):
     """``Llama`` that creates its context with the flash-attention type given (auto/on/off), the
     way llama.cpp's own tools take it. Everything else is llama-cpp-python's."""
 
-    def __init__(self, flash_attn_type: int, **kwargs: Any) -> None:
+    def __init__(self, flash_attn_type: int, *, repack: bool = True, **kwargs: Any) -> None:
         self.__dict__["_fa_type"] = flash_attn_type
+        self.__dict__["_repack"] = repack
         super().__init__(**kwargs)
+
+    @property
+    def model_params(self) -> Any:
+        return self.__dict__["_tokrace_model_params"]
+
+    @model_params.setter
+    def model_params(self, value: Any) -> None:
+        # llama.cpp's ``use_extra_bufts`` (its CLI's ``--no-repack`` clears it): CPU weight repacking.
+        value.use_extra_bufts = self.__dict__["_repack"]
+        self.__dict__["_tokrace_model_params"] = value
 
     @property
     def context_params(self) -> Any:
@@ -215,6 +226,7 @@ class LlamaCppBackend(Backend):
             with _watch_flash_attn() as fa_watch:
                 llama = _Llama(
                     _FLASH_ATTN_TYPES[cfg.flash_attn],
+                    repack=cfg.repack,
                     model_path=str(cfg.path),
                     n_ctx=n_ctx,
                     n_batch=n_batch,

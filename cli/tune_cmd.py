@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     spec = LoadSpec.from_settings(settings)
     spec = LoadSpec(model=args.model, n_threads=spec.n_threads, request=spec.request, draft=draft,
                     flash_attn=spec.flash_attn, n_batch=spec.n_batch, n_ubatch=spec.n_ubatch,
-                    type_k=spec.type_k, type_v=spec.type_v)
+                    type_k=spec.type_k, type_v=spec.type_v, repack=spec.repack)
     found = resolve(spec)
     assert isinstance(found, ResolvedSpec)
     options = TuneOptions(n_prompt=args.n_prompt, n_gen=args.n_gen, n_depth=args.n_depth, rounds=args.rounds,

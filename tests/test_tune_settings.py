@@ -89,6 +89,27 @@ def test_a_quantized_kv_cache_reaches_llama_cpp_and_the_record(head64: Path) -> 
         backend.unload()
 
 
+def test_no_repack_reaches_llama_cpp_model_params(head64: Path) -> None:
+    backend = LlamaCppBackend(LoadConfig(path=str(head64), n_threads=1, repack=False))
+    backend.load()
+    try:
+        assert backend.llama.model_params.use_extra_bufts is False
+    finally:
+        backend.unload()
+    assert settings_from_args(_parse(["--no-repack"]), Settings()).repack is False
+    assert LoadSpec.from_settings(Settings(repack=False)).repack is False
+
+
+def _parse(argv: list[str]) -> object:
+    import argparse
+
+    from tokrace.settings import add_settings_args
+
+    parser = argparse.ArgumentParser()
+    add_settings_args(parser, ["repack"])
+    return parser.parse_args(argv)
+
+
 def test_a_quantized_v_cache_without_flash_attention_is_one_line(head64: Path) -> None:
     backend = LlamaCppBackend(LoadConfig(path=str(head64), n_threads=1, type_v="q8_0", flash_attn="off"))
     with pytest.raises(TokraceError, match="needs flash attention") as caught:

@@ -92,13 +92,15 @@ class LoadSpec:
     """KV cache data type of K (llama.cpp's ``-ctk``)."""
     type_v: CacheType = "f16"
     """KV cache data type of V (llama.cpp's ``-ctv``)."""
+    repack: bool = True
+    """llama.cpp's CPU weight repacking (``--no-repack`` clears it)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadSpec:
         """The load part of the user's settings (file and flags merged)."""
         return cls(model=settings.model, n_threads=settings.n_threads,
                    flash_attn=settings.flash_attn, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
-                   type_k=settings.type_k, type_v=settings.type_v,
+                   type_k=settings.type_k, type_v=settings.type_v, repack=settings.repack,
                    request=settings.placement_request(),
                    draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
                                    adaptive=settings.adaptive_k, p_min=settings.draft_p_min))
@@ -244,7 +246,8 @@ def place_resolved(found: ResolvedSpec | RemoteSpec, gpus: Sequence[GpuSample], 
     config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
                         chat_template=resolved.chat_template, n_threads=spec.n_threads,
                         flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
-                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH, type_k=spec.type_k, type_v=spec.type_v)
+                        n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH, type_k=spec.type_k, type_v=spec.type_v,
+                        repack=spec.repack)
     config, plan = place(config, gpus, request)
     draft_config = None
     if found.draft is not None:

@@ -325,6 +325,11 @@ class Settings(BaseModel):
         help="KV cache data type for V, as llama.cpp's -ctv; a quantized one needs flash attention"
              " (default: f16)",
     )] = "f16"
+    repack: Annotated[bool, Knob(
+        "repack weights", boolean, flags=("--repack",), group="generation",
+        help="llama.cpp's CPU weight repacking (default: on, as llama.cpp); --no-repack makes a draft's"
+             " verification batch compute exactly what plain decoding does, at a speed cost",
+    )] = True
     n_gpu_layers: Annotated[int | None, Knob(
         "GPU layers (-1 = all)", whole_number(-1), flags=("--gpu-layers",), group="gpu", metavar="N",
         help="layers to offload (-1 = all; default: planned)", form_row=1, placeholder="planned",
