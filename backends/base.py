@@ -20,6 +20,11 @@ Role: TypeAlias = Literal["system", "user", "assistant"]
 SplitMode: TypeAlias = Literal["none", "layer", "row"]
 FlashAttn: TypeAlias = Literal["auto", "on", "off"]
 FLASH_ATTN_CHOICES: tuple[FlashAttn, ...] = ("auto", "on", "off")
+CacheType: TypeAlias = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+CACHE_TYPES: tuple[CacheType, ...] = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+"""KV cache data types llama.cpp accepts for ``type_k``/``type_v`` (its ``-ctk``/``-ctv``, llama-bench's
+``type_k``/``type_v``; ``common/arg.cpp``'s ``kv_cache_types``). Default ``f16``. A quantized V cache
+needs flash attention."""
 DEFAULT_N_BATCH = 2048
 """llama.cpp's default logical batch (tokens per ``llama_decode`` call; llama-bench, llama-server)."""
 DEFAULT_N_UBATCH = 512
@@ -98,6 +103,15 @@ class LoadConfig:
     split_mode: SplitMode = "layer"
     tensor_split: list[float] | None = None
     main_gpu: int = 0
+    type_k: CacheType = "f16"
+    """KV cache data type of K (llama.cpp's ``-ctk``; default f16)."""
+    type_v: CacheType = "f16"
+    """KV cache data type of V (llama.cpp's ``-ctv``; a quantized V needs flash attention)."""
+    repack: bool = True
+    """llama.cpp's CPU weight repacking (its default; ``--no-repack`` turns it off). Repacked Q4_0/Q4_K
+    weights on AVX2 compute a token alone and in a batch with different kernels, so a near-tie in a
+    draft's verification batch can fall the other way than in plain decoding; without repacking the
+    two agree bit for bit (greedy output then never depends on the draft), at a speed cost."""
     chat_template: str | None = None
     """A Jinja chat template to use instead of the file's (catalog override)."""
     name: str | None = None
@@ -137,6 +151,10 @@ class LoadedModel:
     """Physical batch in tokens as loaded (0: unknown)."""
     remote: bool = False
     """Served by a remote engine: what it does not report (file, size, threads) is unknown here."""
+    type_k: str | None = None
+    """KV cache data type of K as loaded (llama-bench's ``type_k``; ``None``: unknown, a remote server)."""
+    type_v: str | None = None
+    """KV cache data type of V as loaded (``None``: unknown)."""
 
     @property
     def size_label(self) -> str:

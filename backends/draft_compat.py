@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import llama_cpp
+import numpy as np
 
 from tokrace.backends.base import CancelToken, LoadConfig
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
@@ -79,8 +80,9 @@ class Drafter(ABC):
         """A new reply starts from ``prompt_tokens`` (evaluated during the prompt phase)."""
 
     @abstractmethod
-    def propose(self, context: Sequence[int], k: int) -> list[int]:
-        """Up to ``k`` tokens likely to follow ``context`` (may be fewer, or none)."""
+    def propose(self, context: Sequence[int], k: int, p_min: float = 0.0) -> list[int]:
+        """Up to ``k`` tokens likely to follow ``context`` (may be fewer, or none). ``p_min``: a drafter
+        that knows its confidence stops before a token it gives less than that probability."""
 
     def memory_bytes(self) -> int:
         """Memory the drafter holds (model weights; 0 for prompt lookup)."""
@@ -91,6 +93,19 @@ class Drafter(ABC):
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Free what ``load`` took."""
+
+
+P_MIN_TOP_K = 10
+"""Candidates the draft's confidence is computed over: llama.cpp's draft sampler is top-k 10, and
+``--draft-p-min`` compares the first candidate's probability after it (``common/speculative.cpp``)."""
+
+
+def top_probability(logits: np.ndarray, top_k: int = P_MIN_TOP_K) -> float:
+    """The likeliest token's probability among the ``top_k`` likeliest (softmax over those logits), as
+    llama.cpp's draft sampler reports it for ``--draft-p-min``. ``logits``: one row, shape (n_vocab,)."""
+    top = np.partition(logits, -top_k)[-top_k:] if logits.shape[0] > top_k else logits
+    top = top.astype(np.float64)
+    return float(1.0 / np.exp(top - top.max()).sum())
 
 
 TAIL_MAX = 64
@@ -136,12 +151,15 @@ class ModelDrafter(Drafter):
         self.backend.evaluate_prompt(tokens[reused:], cancel)
         self._synced = len(tokens)
 
-    def propose(self, context: Sequence[int], k: int) -> list[int]:
+    def propose(self, context: Sequence[int], k: int, p_min: float = 0.0) -> list[int]:
+        """The draft's greedy continuation, up to ``k`` tokens; with ``p_min`` > 0 it stops before the
+        first token whose ``top_probability`` is below ``p_min`` (llama.cpp's ``--draft-p-min``), so a
+        step may propose nothing."""
         llama = self.backend.llama
         # Roll back to the longest common prefix: the tail of our cache may hold proposals the target
         # rejected (and, after full acceptance, lacks the target's bonus token).
-        n = min(self._synced, llama.n_tokens)
         limit = min(llama.n_tokens, len(context) - 1)  # re-evaluate ≥ 1 token: we need its logits
+        n = min(self._synced, limit)  # (a context that did not grow since the last call: its last token)
         while n < limit and llama.input_ids[n] == context[n]:
             n += 1
         if n < llama.n_tokens:
@@ -160,7 +178,13 @@ class ModelDrafter(Drafter):
         vocab = llama._model.vocab
         out: list[int] = []
         while True:
-            token = self.backend.greedy_token()  # argmax of the last position's logits
+            if p_min > 0.0:
+                row = self.backend.logits_row()
+                if top_probability(row) < p_min:
+                    return out
+                token = int(row.argmax())
+            else:
+                token = self.backend.greedy_token()  # argmax of the last position's logits
             out.append(token)
             # Nothing follows an end-of-generation token; the last proposal need not be evaluated
             # (the next call evaluates it if the target accepts it).
@@ -213,7 +237,7 @@ class PromptLookupDrafter(Drafter):
                 self._next_after[tuple(context[j - n: j])] = j
         self._indexed = len(context)
 
-    def propose(self, context: Sequence[int], k: int) -> list[int]:
+    def propose(self, context: Sequence[int], k: int, p_min: float = 0.0) -> list[int]:
         # Index only positions with a continuation: the context's own last n-gram must not match
         # itself.
         self._index(context)

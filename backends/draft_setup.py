@@ -29,10 +29,12 @@ def build_drafted_backend(
     lookup: bool = False,
     k: int | None = None,
     adaptive: bool = False,
+    p_min: float = 0.0,
 ) -> Backend:
     """The backend for a target ``config``, not loaded yet: a plain ``LlamaCppBackend`` without a
     draft, else a ``SpeculativeBackend`` drafting with the ``draft`` model (see ``draft_load_config``)
-    or with prompt lookup. ``load()`` then refuses a mismatched vocabulary in one line, and
+    or with prompt lookup (``p_min``: a draft model's confidence floor, llama.cpp's ``--draft-p-min``).
+    ``load()`` then refuses a mismatched vocabulary in one line, and
     ``.plain`` of the result is the target alone, for an A/B rerun on the very same loaded model.
 
     Raises ``ValueError`` when both ``draft`` and ``lookup`` are given (the caller checks user input).
@@ -54,4 +56,4 @@ def build_drafted_backend(
     # quantized models too. With "off", llama.cpp's CPU attention may round a 1-token decode and a
     # batch differently, and a drafted reply can then part from the plain one.
     target = LlamaCppBackend(replace(config))
-    return SpeculativeBackend(target, drafter, k=k or DEFAULT_K, adaptive=adaptive)
+    return SpeculativeBackend(target, drafter, k=k or DEFAULT_K, adaptive=adaptive, p_min=p_min)

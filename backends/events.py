@@ -30,6 +30,9 @@ class DraftInfo:
     k: int
     """Tokens drafted per verification step (the most, with ``adaptive``)."""
     adaptive: bool = False
+    p_min: float = 0.0
+    """A draft model stops drafting at a token whose probability is below this (llama.cpp's
+    ``--draft-p-min``; 0: drafts k tokens every step)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,13 @@ from tokrace.model_registry.errors import ModelFileError, TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+_GGML_TYPES = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16,
+               "bf16": 30,  # GGML_TYPE_BF16 (ggml.h; not in the Python binding)
+               "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+               "q4_0": llama_cpp.GGML_TYPE_Q4_0, "q4_1": llama_cpp.GGML_TYPE_Q4_1,
+               "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL, "q5_0": llama_cpp.GGML_TYPE_Q5_0,
+               "q5_1": llama_cpp.GGML_TYPE_Q5_1}
+"""KV cache type names (``LoadConfig.type_k``/``type_v``) → ggml type ids."""
 llama_log.install()
 tolerate_broken_templates_at_load()
 _NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
@@ -94,9 +101,20 @@ class _Llama(Llama):
     """``Llama`` that creates its context with the flash-attention type given (auto/on/off), the
     way llama.cpp's own tools take it. Everything else is llama-cpp-python's."""
 
-    def __init__(self, flash_attn_type: int, **kwargs: Any) -> None:
+    def __init__(self, flash_attn_type: int, *, repack: bool = True, **kwargs: Any) -> None:
         self.__dict__["_fa_type"] = flash_attn_type
+        self.__dict__["_repack"] = repack
         super().__init__(**kwargs)
+
+    @property
+    def model_params(self) -> Any:
+        return self.__dict__["_tokrace_model_params"]
+
+    @model_params.setter
+    def model_params(self, value: Any) -> None:
+        # llama.cpp's ``use_extra_bufts`` (its CLI's ``--no-repack`` clears it): CPU weight repacking.
+        value.use_extra_bufts = self.__dict__["_repack"]
+        self.__dict__["_tokrace_model_params"] = value
 
     @property
     def context_params(self) -> Any:
@@ -199,11 +217,16 @@ class LlamaCppBackend(Backend):
             n_ctx = info.n_ctx_train  # llama.cpp would allow it, but quality falls off past training
         n_threads = cfg.n_threads or default_threads()
         n_batch = max(1, min(cfg.n_batch, n_ctx))
+        if cfg.type_v not in ("f32", "f16", "bf16") and cfg.flash_attn == "off":
+            raise TokraceError(
+                f"a quantized V cache ({{setting:type_v}} {cfg.type_v}) needs flash attention in llama.cpp:"
+                " set {setting:flash_attn} to auto or on, or {setting:type_v} to f16", kind="usage")
         log_mark = llama_log.mark()
         try:
             with _watch_flash_attn() as fa_watch:
                 llama = _Llama(
                     _FLASH_ATTN_TYPES[cfg.flash_attn],
+                    repack=cfg.repack,
                     model_path=str(cfg.path),
                     n_ctx=n_ctx,
                     n_batch=n_batch,
@@ -214,6 +237,8 @@ class LlamaCppBackend(Backend):
                     split_mode=_SPLIT_MODES[cfg.split_mode],
                     main_gpu=cfg.main_gpu,
                     tensor_split=cfg.tensor_split,
+                    type_k=_GGML_TYPES[cfg.type_k],
+                    type_v=_GGML_TYPES[cfg.type_v],
                     logits_all=False,
                     verbose=False,
                 )
@@ -266,6 +291,8 @@ class LlamaCppBackend(Backend):
             flash_attn=flash_attn_used(cfg.flash_attn, fa_watch),
             n_batch=int(llama.context_params.n_batch),
             n_ubatch=int(llama.context_params.n_ubatch),
+            type_k=cfg.type_k,
+            type_v=cfg.type_v,
         )
         return self._model
 
@@ -421,6 +448,13 @@ class LlamaCppBackend(Backend):
         llama = self.llama
         logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, i)
         return int(np.ctypeslib.as_array(logits, shape=(llama._n_vocab,)).argmax())
+
+    def logits_row(self, i: int = -1) -> np.ndarray:
+        """The logits of output row ``i`` of the last decode (-1: the last row), shape (n_vocab,), a
+        view of llama.cpp's buffer: valid until the next decode."""
+        llama = self.llama
+        logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, i)
+        return np.ctypeslib.as_array(logits, shape=(llama._n_vocab,))
 
     def greedy_tokens(self, n: int) -> list[int]:
         """``greedy_token`` of each of the ``n`` output rows of the last decode, which must have asked

@@ -83,6 +83,8 @@ class ReplyStats:
     """What drafted for this reply (a model id or ``prompt lookup``); ``None``: plain decoding."""
     draft_k: int | None = None
     """Tokens drafted per step for this reply (the most, with adaptive k)."""
+    draft_p_min: float | None = None
+    """The draft's confidence floor for this reply (llama.cpp's ``--draft-p-min``; ``None``: no draft)."""
     drafted: int = 0
     accepted: int = 0
     draft_steps: int = 0
@@ -212,6 +214,7 @@ class SpeedMeter:
             s.cached_prompt_tokens = event.cached_tokens
             s.draft_model = event.draft.name if event.draft is not None else None
             s.draft_k = event.draft.k if event.draft is not None else None
+            s.draft_p_min = event.draft.p_min if event.draft is not None else None
         elif isinstance(event, PromptProcessed):
             s.prompt_eval_tokens = event.n_evaluated
             s.prompt_s = event.duration_s

@@ -105,10 +105,16 @@ class SpeculativeBackend(Backend):
     name = "llama.cpp + draft"
 
     def __init__(self, target: LlamaCppBackend, drafter: Drafter, *, k: int = DEFAULT_K,
-                 adaptive: bool = False) -> None:
+                 adaptive: bool = False, p_min: float = 0.0) -> None:
+        """``p_min``: a draft model stops drafting before a token it gives less than this probability
+        (llama.cpp's ``--draft-p-min``, its confidence among its 10 likeliest tokens; 0: always k)."""
         if not 1 <= k <= MAX_K:
             # Settings refuses such a k first; this names it in the words of whichever interface shows it.
             raise TokraceError(f"{{setting:draft_k}} must be from 1 to {MAX_K}, got {k}", kind="settings")
+        if not 0.0 <= p_min <= 1.0:
+            raise TokraceError(f"{{setting:draft_p_min}} must be a number from 0 to 1, got {p_min:g}",
+                               kind="settings")
+        self.p_min = p_min
         self.target = target
         self.drafter = drafter
         self.k = k
@@ -119,7 +125,7 @@ class SpeculativeBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        draft = DraftInfo(self.drafter.label, self.drafter.kind, self.k, self.adaptive)
+        draft = DraftInfo(self.drafter.label, self.drafter.kind, self.k, self.adaptive, self.p_min)
         return replace(self.target.capabilities, draft=draft)
 
     @property
@@ -163,6 +169,7 @@ class SpeculativeBackend(Backend):
             "k": self.k,
             "adaptive": self.adaptive,
             "k_last": self.last_k,
+            "p_min": self.p_min,
             "drafted": stats.drafted,
             "accepted": stats.accepted,
             "acceptance_rate": stats.acceptance_rate,
@@ -270,7 +277,8 @@ class SpeculativeBackend(Backend):
                 draft: list[int] = []
                 if drafting and k > 0:
                     try:
-                        draft = self.drafter.propose(r.context, k)[:k]
+                        draft = (self.drafter.propose(r.context, k, self.p_min) if self.p_min
+                                 else self.drafter.propose(r.context, k))[:k]
                     except Exception as err:  # any draft failure → plain decoding
                         drafting = False
                         self._draft_failed(r, err)

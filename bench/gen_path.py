@@ -30,7 +30,7 @@ from speculative import make_pair  # noqa: E402
 from tokrace.backends.base import LoadConfig  # noqa: E402
 from tokrace.backends.bench_engine import LlamaDecodeTarget  # noqa: E402
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from tokrace.bench import _timed_generation  # noqa: E402
+from tokrace.bench import timed_generation  # noqa: E402
 from tokrace.model_registry.errors import TokraceError  # noqa: E402
 from tokrace.session import Session  # noqa: E402
 
@@ -39,7 +39,7 @@ def generation(backend: LlamaCppBackend, n: int) -> tuple[float, int]:
     """(tok/s of the generation path, KV depth of its first generated token), timed as ``tokrace bench
     --draft`` times ``tgN-gen``."""
     try:
-        ns, _tokens, _acceptance, depth = _timed_generation(Session(backend, record=False), n)
+        ns, _tokens, _acceptance, depth = timed_generation(Session(backend, record=False), n)
     except TokraceError as err:
         raise SystemExit(f"{err} (--model)") from None
     return n * 1e9 / ns, depth

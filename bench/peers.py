@@ -109,12 +109,13 @@ def server_reply(port: int, n_gen: int) -> float:
         return float(json.load(resp)["timings"]["predicted_per_second"])
 
 
-def start_server(tools: Path, model: Path, threads: int,
-                 flash_attn: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(tools: Path, model: Path, threads: int, flash_attn: str,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+    """llama-server on a free loopback port (``extra``: more of its flags, e.g. a draft model)."""
     port = free_port()
     proc = subprocess.Popen([str(tools / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
                              "--port", str(port), "-t", str(threads), "-fa", flash_attn, "-c", "4096",
-                             "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--no-webui", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

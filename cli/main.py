@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "tokrace.cli.bench_cmd",
     "tokrace.cli.plan_cmd",
     "tokrace.cli.race_cmd",
+    "tokrace.cli.tune_cmd",
 ]
 
 

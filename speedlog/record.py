@@ -69,6 +69,10 @@ class ReplyRecord:
     flash_attn: str | None = None
     """Flash attention as llama.cpp used it, ``"on"`` or ``"off"`` (``"auto"`` resolved); ``None``:
     unknown (a remote engine, older records)."""
+    type_k: str | None = None
+    """KV cache data type of K (llama-bench's ``type_k``: ``f16``, ``q8_0``…); ``None``: unknown."""
+    type_v: str | None = None
+    """KV cache data type of V (llama-bench's ``type_v``); ``None``: unknown."""
     n_threads: int | None = 0
     """``None``: a remote engine's own (not reported)."""
     n_gpu_layers: int = 0
@@ -79,6 +83,8 @@ class ReplyRecord:
     """Whether the llama.cpp build can offload at all; a CPU build ignores the GPU fields."""
     draft_model: str | None = None
     draft_k: int | None = None
+    draft_p_min: float | None = None
+    """The draft's confidence floor (llama.cpp's ``--draft-p-min``); ``None``: no draft or not recorded."""
     build_commit: str | None = None
     system_info: str = ""
     """llama.cpp's ``llama_print_system_info`` (which CPU features the build uses: AVX2, AVX512…)."""
@@ -208,6 +214,8 @@ def _model_fields(
         "n_batch": model.n_batch or config.n_batch,
         "n_ubatch": model.n_ubatch or config.n_ubatch,
         "flash_attn": model.flash_attn,
+        "type_k": model.type_k,
+        "type_v": model.type_v,
         "n_threads": model.n_threads,
         "n_gpu_layers": config.n_gpu_layers,
         "split_mode": config.split_mode,
@@ -268,6 +276,7 @@ def make_record(
         model_id=model_id,
         draft_model=stats.draft_model,
         draft_k=stats.draft_k,
+        draft_p_min=stats.draft_p_min,
         **_model_fields(model, config, hardware, sha256),
         prompt_tokens=stats.prompt_tokens,
         prompt_count_source=stats.prompt_count_source,

@@ -99,13 +99,13 @@ def _without_draft(found: ResolvedSpec) -> ResolvedSpec:
     return replace(found, spec=replace(found.spec, draft=DraftSpec()), draft=None)
 
 
-def _timed_generation(session: Session, n_gen: int, *, plain: bool = False
+def timed_generation(session: Session, n_gen: int, *, plain: bool = False, prompt: str = BENCH_PROMPT
                       ) -> tuple[int, list[int], float | None, int]:
     """(ns for n_gen tokens, token ids, acceptance, prompt tokens: the KV depth generation starts at)
-    of one greedy generation of ``session``'s model from a fresh context: a ``Turn`` on a raw prompt,
-    with the draft or without it (``plain``)."""
+    of one greedy generation of ``session``'s model from a fresh context: a ``Turn`` on a raw ``prompt``
+    (no chat template), with the draft or without it (``plain``)."""
     session.backend.reset()
-    turn = session.turn(GenerationParams(max_tokens=n_gen, temperature=0.0), prompt=BENCH_PROMPT, plain=plain)
+    turn = session.turn(GenerationParams(max_tokens=n_gen, temperature=0.0), prompt=prompt, plain=plain)
     tokens = [event.token_id for event in turn if isinstance(event, TokenGenerated)]
     s = turn.stats
     if s.error is not None:
@@ -147,10 +147,10 @@ def bench_draft(
             samples: dict[str, list[int]] = {"gen": [], "draft": []}
             acceptance: list[float] = []
             texts: dict[str, list[int]] = {}
-            _timed_generation(session, 8, plain=True)  # warm-up, as llama-bench does
+            timed_generation(session, 8, plain=True)  # warm-up, as llama-bench does
             for rep in range(reps):
                 for variant in ("gen", "draft"):
-                    ns, tokens, acc, depth = _timed_generation(session, n_gen, plain=variant == "gen")
+                    ns, tokens, acc, depth = timed_generation(session, n_gen, plain=variant == "gen")
                     samples[variant].append(ns)
                     texts.setdefault(variant, tokens)
                     if acc is not None:

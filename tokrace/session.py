@@ -21,6 +21,7 @@ from tokrace.backends.base import (
     DEFAULT_N_BATCH,
     DEFAULT_N_UBATCH,
     Backend,
+    CacheType,
     FlashAttn,
     GenerationParams,
     LoadConfig,
@@ -56,6 +57,8 @@ class DraftSpec:
     lookup: bool = False
     k: int | None = None
     adaptive: bool = False
+    p_min: float | None = None
+    """A draft model's confidence floor (llama.cpp's ``--draft-p-min``; ``None``: 0, always k)."""
 
     @property
     def active(self) -> bool:
@@ -66,7 +69,7 @@ class DraftSpec:
         if self.ref is not None and self.lookup:
             raise TokraceError("{setting:draft} and {setting:lookup} exclude each other: pick a draft"
                                " model or prompt lookup", kind="usage")
-        if not self.active and (self.k is not None or self.adaptive):
+        if not self.active and (self.k is not None or self.adaptive or self.p_min is not None):
             raise TokraceError("{setting:draft_k} and {setting:adaptive_k} need {setting:draft} or"
                                " {setting:lookup}", kind="usage")
 
@@ -92,6 +95,12 @@ class LoadSpec:
     win when set, see ``OpenAIBackend``)."""
     request_timeout_s: float | None = None
     """A remote engine's longest silence tolerated mid-reply (``None``: the backend's default)."""
+    type_k: CacheType = "f16"
+    """KV cache data type of K (llama.cpp's ``-ctk``)."""
+    type_v: CacheType = "f16"
+    """KV cache data type of V (llama.cpp's ``-ctv``)."""
+    repack: bool = True
+    """llama.cpp's CPU weight repacking (``--no-repack`` clears it)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadSpec:
@@ -99,9 +108,10 @@ class LoadSpec:
         return cls(model=settings.model, n_threads=settings.n_threads,
                    flash_attn=settings.flash_attn, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
                    api_key=settings.api_key, request_timeout_s=settings.request_timeout_s,
+                   type_k=settings.type_k, type_v=settings.type_v, repack=settings.repack,
                    request=settings.placement_request(),
                    draft=DraftSpec(ref=settings.draft, lookup=settings.lookup, k=settings.draft_k,
-                                   adaptive=settings.adaptive_k))
+                                   adaptive=settings.adaptive_k, p_min=settings.draft_p_min))
 
 
 @dataclass(slots=True)
@@ -135,7 +145,7 @@ class PreparedModel:
         """The backend (with its draft, if any), not loaded: ``load()`` reads the weights."""
         d = self.spec.draft
         return build_drafted_backend(self.config, self.draft_config, lookup=d.lookup, k=d.k,
-                                     adaptive=d.adaptive)
+                                     adaptive=d.adaptive, p_min=d.p_min or 0.0)
 
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
@@ -264,7 +274,8 @@ class ResolvedSpec:
         config = LoadConfig(path=str(resolved.path), name=resolved.model_id,
                             chat_template=resolved.chat_template, n_threads=spec.n_threads,
                             flash_attn=spec.flash_attn, n_batch=spec.n_batch or DEFAULT_N_BATCH,
-                            n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH)
+                            n_ubatch=spec.n_ubatch or DEFAULT_N_UBATCH, type_k=spec.type_k,
+                            type_v=spec.type_v, repack=spec.repack)
         config, plan = place(config, gpus, request)
         draft_config = None
         if self.draft is not None:

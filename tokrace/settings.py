@@ -30,10 +30,12 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tokrace.backends.base import (
+    CACHE_TYPES,
     DEFAULT_N_BATCH,
     DEFAULT_N_UBATCH,
     FLASH_ATTN_CHOICES,
     MAX_DRAFT_K,
+    CacheType,
     FlashAttn,
     GenerationParams,
     SplitMode,
@@ -316,6 +318,21 @@ class Settings(BaseModel):
         "micro-batch (tokens)", whole_number(1), flags=("--ubatch",), group="generation", metavar="N",
         help=f"physical batch: most tokens per graph evaluation (default: {DEFAULT_N_UBATCH}, as llama.cpp)",
     )] = None
+    type_k: Annotated[CacheType, Knob(
+        "KV cache type K", choice(CACHE_TYPES), flags=("--cache-type-k", "-ctk"), group="generation",
+        choices=CACHE_TYPES, help="KV cache data type for K, as llama.cpp's -ctk (default: f16)",
+    )] = "f16"
+    type_v: Annotated[CacheType, Knob(
+        "KV cache type V", choice(CACHE_TYPES), flags=("--cache-type-v", "-ctv"), group="generation",
+        choices=CACHE_TYPES,
+        help="KV cache data type for V, as llama.cpp's -ctv; a quantized one needs flash attention"
+             " (default: f16)",
+    )] = "f16"
+    repack: Annotated[bool, Knob(
+        "repack weights", boolean, flags=("--repack",), group="generation",
+        help="llama.cpp's CPU weight repacking (default: on, as llama.cpp); --no-repack makes a draft's"
+             " verification batch compute exactly what plain decoding does, at a speed cost",
+    )] = True
     n_gpu_layers: Annotated[int | None, Knob(
         "GPU layers (-1 = all)", whole_number(-1), flags=("--gpu-layers",), group="gpu", metavar="N",
         help="layers to offload (-1 = all; default: planned)", form_row=1, placeholder="planned",
@@ -349,6 +366,11 @@ class Settings(BaseModel):
     draft_k: Annotated[int | None, Knob(
         "draft k", whole_number(1, MAX_DRAFT_K), flags=("--draft-k",), group="draft", metavar="K",
         help=f"tokens drafted per verification step, 1 to {MAX_DRAFT_K} (default: 4, measured)",
+    )] = None
+    draft_p_min: Annotated[float | None, Knob(
+        "draft p-min", fraction, flags=("--draft-p-min",), group="draft", metavar="P",
+        help="stop drafting at a token the draft model gives less than probability P, as llama.cpp's"
+             " --draft-p-min (default: 0 = always draft k)",
     )] = None
     adaptive_k: Annotated[bool, Knob(
         "adaptive k", boolean, flags=("--adaptive-k",), group="draft",
