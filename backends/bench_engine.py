@@ -64,7 +64,7 @@ class LlamaDecodeTarget:
 
     def perf(self) -> dict[str, float]:
         """llama.cpp's own counters since ``reset_perf`` (a cross-check of our clock)."""
-        from tokrace.backends.llama_cpp_backend import llama_perf
+        from tokrace.backends.llama_open import llama_perf
 
         return llama_perf(self._ctx)
 

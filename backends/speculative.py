@@ -51,7 +51,8 @@ from tokrace.backends.events import (
     StreamEvent,
     TokenGenerated,
 )
-from tokrace.backends.llama_cpp_backend import LlamaCppBackend, PromptAborted, llama_perf
+from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+from tokrace.backends.llama_open import PromptAborted, llama_perf
 from tokrace.backends.meter import ReplyStats
 from tokrace.backends.textstream import TextAssembler
 from tokrace.backends.token_batch import TokenBatch

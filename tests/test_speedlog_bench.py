@@ -145,7 +145,8 @@ def test_bench_tg_counts_decodes_as_llama_perf_does(tiny_model: Path) -> None:
     """Cross-check with llama.cpp's own counters: tg N is N single-token evals, pp N one N-token batch."""
     from tokrace.backends.base import LoadConfig
     from tokrace.backends.bench_engine import LlamaDecodeTarget
-    from tokrace.backends.llama_cpp_backend import LlamaCppBackend, llama_perf
+    from tokrace.backends.llama_cpp_backend import LlamaCppBackend
+    from tokrace.backends.llama_open import llama_perf
 
     backend = LlamaCppBackend(LoadConfig(path=str(tiny_model), n_ctx=64, n_threads=1))
     backend.load()
