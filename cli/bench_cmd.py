@@ -20,7 +20,7 @@ def int_list(text: str) -> list[int]:
 
 def threads_int(text: str) -> int:
     """argparse ``type`` for ``--threads/-t``: 1 to this machine's CPU threads (``Settings.n_threads``)."""
-    from tokrace.settings import thread_count
+    from tokrace.setting_values import thread_count
 
     try:
         return thread_count(text)
@@ -44,7 +44,7 @@ class SizesAction(argparse.Action):
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tokrace.backends.base import MAX_DRAFT_K
     from tokrace.cli.common import positive_int
-    from tokrace.settings import add_settings_args, setting_type
+    from tokrace.settings_args import add_settings_args, setting_type
 
     p = subparsers.add_parser(
         "bench",
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.cli.words import say
     from tokrace.model_registry.errors import TokraceError
     from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
-    from tokrace.settings import Settings, settings_from_args
+    from tokrace.settings import Settings
+    from tokrace.settings_args import settings_from_args
     from tokrace.speedlog import new_session_id
     from tokrace.speedlog.bench import markdown_table, regression_message
     from tokrace.speedlog.store import TolerantLog
@@ -168,7 +169,7 @@ def run_serving(args: argparse.Namespace) -> int:
     from tokrace.serving_bench import bench_serving, markdown
     from tokrace.serving_metrics import parse_goodput
     from tokrace.session import LoadSpec, open_session
-    from tokrace.settings import load_settings
+    from tokrace.settings_file import load_settings
     from tokrace.speedlog import new_session_id
     from tokrace.speedlog.store import TolerantLog
 

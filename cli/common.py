@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING
 
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes
-from tokrace.settings import (
-    Settings,
-    add_settings_args,
-    load_settings,
-    settings_from_args,
-    split_fractions,
-    whole_number,
-)
+from tokrace.setting_values import split_fractions, whole_number
+from tokrace.settings import Settings
+from tokrace.settings_args import add_settings_args, settings_from_args
+from tokrace.settings_file import load_settings
 
 if TYPE_CHECKING:  # the --help path imports this module: no numpy, gguf or psutil (placement's)
     from tokrace.backends.base import GenerationParams

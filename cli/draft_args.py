@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from tokrace.settings import Settings, add_settings_args
+from tokrace.settings import Settings
+from tokrace.settings_args import add_settings_args
 
 
 def add_draft_args(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_figure as _fmt
-from tokrace.settings import setting_type
+from tokrace.settings_args import setting_type
 
 if TYPE_CHECKING:  # race_setup loads models (httpx, numpy, gguf): imported by run(), not by --help
     from tokrace.race_setup import RacePlan

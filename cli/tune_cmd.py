@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.backends.remote_endpoint import is_remote_ref
     from tokrace.model_registry.errors import TokraceError
     from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
-    from tokrace.settings import load_settings, update_settings_file
+    from tokrace.settings_file import load_settings, update_settings_file
     from tokrace.tune import tune_model
     from tokrace.tune_stage import STAGES, TuneOptions
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render(result, args.rounds))
     if args.write and changes:
         update_settings_file(changes)
-        from tokrace.settings import config_path
+        from tokrace.settings_file import config_path
 
         err(f"wrote {', '.join(f'{k} = {v}' for k, v in changes.items())} to {config_path()}")
     elif changes:

@@ -8,7 +8,8 @@ import pytest
 from test_chat_cmd import tokrace
 from test_tui_chat import RecordingApp, wait_for
 
-from tokrace.settings import Settings, load_settings, update_settings_file
+from tokrace.settings import Settings
+from tokrace.settings_file import load_settings, update_settings_file
 from tokrace.speedlog.store import SpeedLog
 from tokrace.tui.app import TokraceApp
 

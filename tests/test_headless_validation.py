@@ -15,7 +15,8 @@ from test_chat_cmd import tokrace
 
 from tokrace.cli import bench_cmd
 from tokrace.model_registry.discovery import default_roots, discover, llama_cache_dir
-from tokrace.settings import Settings, add_settings_args
+from tokrace.settings import Settings
+from tokrace.settings_args import add_settings_args
 
 
 def parser_with_settings() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from tokrace.backends.openai_backend import OpenAIBackend
 from tokrace.backends.remote_endpoint import is_remote_ref, parse_endpoint
 from tokrace.model_registry.errors import TokraceError
 from tokrace.session import DraftSpec, LoadSpec, RemotePrepared, open_session, prepare
-from tokrace.settings import load_settings
+from tokrace.settings_file import load_settings
 
 HI = [ChatMessage("user", "hi")]
 

@@ -16,14 +16,8 @@ from tokrace.backends.base import MAX_DRAFT_K
 from tokrace.cli import common
 from tokrace.cli.main import build_parser
 from tokrace.model_registry.errors import TokraceError
-from tokrace.settings import (
-    Settings,
-    changed_fields,
-    config_path,
-    load_settings,
-    save_settings,
-    update_settings_file,
-)
+from tokrace.settings import Settings, changed_fields
+from tokrace.settings_file import config_path, load_settings, save_settings, update_settings_file
 from tokrace.tui.screens.settings_screen import FORM_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]

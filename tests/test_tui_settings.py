@@ -12,7 +12,8 @@ from textual.widgets import Input, Label, Static
 from tokrace.backends.base import GenerationParams
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import read_gguf_info
-from tokrace.settings import Settings, changed_fields, load_settings
+from tokrace.settings import Settings, changed_fields
+from tokrace.settings_file import load_settings
 from tokrace.tui.app import TokraceApp
 from tokrace.tui.screens.settings_screen import FORM_FIELDS, SettingsScreen, parse_settings
 

@@ -10,7 +10,7 @@ import pytest
 from tiny_gguf import write_tiny_llama
 
 from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
-from tokrace.settings import config_path, load_settings
+from tokrace.settings_file import config_path, load_settings
 from tokrace.tune import TuneResult, thread_candidates, tune_model
 from tokrace.tune_decide import decide
 from tokrace.tune_stage import NO_DRAFT, StageResult, TuneOptions

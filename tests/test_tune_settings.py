@@ -19,7 +19,9 @@ from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.speculative import SpeculativeBackend
 from tokrace.model_registry.errors import TokraceError
 from tokrace.session import DraftSpec, LoadSpec
-from tokrace.settings import Settings, load_settings, settings_from_args
+from tokrace.settings import Settings
+from tokrace.settings_args import settings_from_args
+from tokrace.settings_file import load_settings
 
 GREEDY = GenerationParams(max_tokens=48, temperature=0.0)
 PROMPT = "The tiny model says"
@@ -44,7 +46,7 @@ def noisy_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_cache_type_flags_and_file_keys_use_llama_cpp_names(tmp_path: Path) -> None:
     import argparse
 
-    from tokrace.settings import add_settings_args
+    from tokrace.settings_args import add_settings_args
 
     parser = argparse.ArgumentParser()
     add_settings_args(parser, ["type_k", "type_v", "draft_p_min"])
@@ -103,7 +105,7 @@ def test_no_repack_reaches_llama_cpp_model_params(head64: Path) -> None:
 def _parse(argv: list[str]) -> object:
     import argparse
 
-    from tokrace.settings import add_settings_args
+    from tokrace.settings_args import add_settings_args
 
     parser = argparse.ArgumentParser()
     add_settings_args(parser, ["repack"])

@@ -1,9 +1,9 @@
 """Every load, generation and UI knob, declared once.
 
 ``Settings`` is the single definition: each field carries its CLI flag(s), argparse group, help text, F2
-form label and parser in one ``Knob``. From it come the command-line options (``add_settings_args``),
-the F2 form (``tui/screens/settings_screen.py``) and ``settings.toml`` in tokrace's config dir
-(``load_settings`` / ``save_settings``). Precedence for one run: built-in defaults < the file < the flags
+form label and parser (``setting_values``) in one ``Knob``. From it come the command-line options
+(``settings_args.add_settings_args``), the F2 form (``tui/screens/settings_screen.py``) and
+``settings.toml`` in tokrace's config dir (``settings_file.load_settings`` / ``save_settings``). Precedence for one run: built-in defaults < the file < the flags
 given on the command line; the file only changes when the user changes a setting in the app.
 
 ``None`` in a field means "not set": the split planner (context, GPU placement), llama.cpp (threads:
@@ -14,19 +14,11 @@ Every bad value is one line in the words of the interface it came from: ``--ctx`
 "context (tokens)" in the F2 form, ``n_ctx`` in the file (with the file's path and what to do).
 """
 
-import argparse
-import contextlib
 import difflib
-import math
-import os
-import tempfile
-import tomllib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tokrace.backends.base import (
@@ -41,152 +33,22 @@ from tokrace.backends.base import (
     SplitMode,
 )
 from tokrace.model_registry.errors import TokraceError
-from tokrace.model_registry.paths import config_dir
+from tokrace.setting_values import (
+    Parser,
+    boolean,
+    choice,
+    fraction,
+    number,
+    split_fractions,
+    text,
+    thread_count,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from tokrace.backends.placement import PlacementRequest
 
-SETTINGS_FILE = "settings.toml"
-
-Parser = Callable[[object], Any]
-"""Turns a raw value (text from a flag or the form, or a TOML value) into the field's value; raises
-``ValueError`` whose message says what was expected, without the input (each interface adds it)."""
-
-GROUP_TITLES: dict[str, str] = {
-    "generation": "generation",
-    "gpu": "GPU offload (ignored by CPU-only llama.cpp builds)",
-    "draft": "speculative decoding",
-}
-"""argparse group key → the group's title in ``--help``."""
-
 _GEN = GenerationParams()
-
-
-# --- parsers: one per kind of value, shared by the flags, the form and the file ---------------------
-
-
-def whole_number(minimum: int | None = None, maximum: int | None = None) -> Parser:
-    """A parser for an ``int`` of at least ``minimum`` (and at most ``maximum``) from an int or its text."""
-    if minimum is not None and maximum is not None:
-        want = f"expected a whole number from {minimum} to {maximum}"
-    elif minimum is None:
-        want = "expected a whole number"
-    elif minimum == 1:
-        want = "expected a whole number above 0"
-    else:
-        want = f"expected a whole number of {minimum} or more"
-
-    def parse(value: object) -> int:
-        if isinstance(value, bool):
-            raise ValueError(want)
-        if isinstance(value, int):
-            number = value
-        elif isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                raise ValueError(want) from None
-        else:
-            raise ValueError(want)
-        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            raise ValueError(want)
-        return number
-
-    return parse
-
-
-def thread_count(value: object) -> int:
-    """CPU threads: a whole number from 1 to this machine's logical CPUs (more only slows llama.cpp
-    down: its threads spin at barriers waiting for each other, e.g. 0.2 tok/s for 999 on 2 cores)."""
-    cores = os.cpu_count() or 1
-    want = f"expected a whole number from 1 to {cores} (this machine's CPU threads)"
-    try:
-        n = whole_number(1)(value)
-    except ValueError:
-        raise ValueError(want) from None
-    if n > cores:
-        raise ValueError(want)
-    return n
-
-
-def number(minimum: float | None = None) -> Parser:
-    """A parser for a finite ``float`` of at least ``minimum`` from a number or its text."""
-    want = "expected a number" if minimum is None else f"expected a number of {minimum:g} or more"
-
-    def parse(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(want)
-        try:
-            result = float(value.strip() if isinstance(value, str) else value)
-        except ValueError:
-            raise ValueError(want) from None
-        if not math.isfinite(result) or (minimum is not None and result < minimum):
-            raise ValueError(want)
-        return result
-
-    return parse
-
-
-def text(what: str) -> Parser:
-    """A parser for non-empty text (surrounding blanks dropped); ``what`` names what it should be."""
-
-    def parse(value: object) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"expected {what}")
-        return value.strip()
-
-    return parse
-
-
-def choice(options: Sequence[str]) -> Parser:
-    """A parser for one of ``options`` (exact, lower case)."""
-    want = "expected one of " + ", ".join(options)
-
-    def parse(value: object) -> str:
-        if not isinstance(value, str) or value.strip() not in options:
-            raise ValueError(want)
-        return value.strip()
-
-    return parse
-
-
-def fraction(value: object) -> float:
-    """A number from 0 to 1 (a probability)."""
-    want = "expected a number from 0 to 1"
-    try:
-        result = number(0)(value)
-    except ValueError:
-        raise ValueError(want) from None
-    if result > 1:
-        raise ValueError(want)
-    return result
-
-
-def boolean(value: object) -> bool:
-    """``true``/``false`` (TOML booleans, or that text)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError("expected true or false")
-
-
-def split_fractions(value: object) -> list[float]:
-    """Fractions of the model per GPU: ``"1,1"`` or a list of numbers, non-negative, positive sum."""
-    want = "expected non-negative numbers with a positive sum, separated by commas (e.g. 1,1)"
-    if isinstance(value, str):
-        parts: Sequence[object] = [v for v in value.split(",") if v.strip()]
-    elif isinstance(value, list | tuple):
-        parts = value
-    else:
-        raise ValueError(want)
-    try:
-        values = [number(0)(v) for v in parts]
-    except ValueError:
-        raise ValueError(want) from None
-    if not values or sum(values) <= 0:
-        raise ValueError(want)
-    return values
 
 
 # --- the definition ----------------------------------------------------------------------------------
@@ -471,7 +333,7 @@ class Settings(BaseModel):
                                 repeat_penalty=self.repeat_penalty)
 
 
-def _problem(err: ValidationError) -> tuple[str, str, object]:
+def problem(err: ValidationError) -> tuple[str, str, object]:
     """The first problem of ``err``: (file key, what was expected, the input given)."""
     first = err.errors()[0]
     key = str(first["loc"][0]) if first["loc"] else "?"
@@ -485,7 +347,7 @@ def _problem(err: ValidationError) -> tuple[str, str, object]:
 
 def explain(err: ValidationError) -> tuple[str, str]:
     """The first problem of ``err`` as (file key, "<what was expected>, got <input>")."""
-    key, reason, given = _problem(err)
+    key, reason, given = problem(err)
     return key, reason if key not in Settings.model_fields else f"{reason}, got {given!r}"
 
 
@@ -493,140 +355,3 @@ def changed_fields(before: Settings, after: Settings) -> dict[str, Any]:
     """The fields whose value differs between ``before`` and ``after`` (``after``'s values)."""
     old = before.model_dump()
     return {name: value for name, value in after.model_dump().items() if old[name] != value}
-
-
-# --- the file ----------------------------------------------------------------------------------------
-
-
-def config_path() -> Path:
-    """``settings.toml`` in tokrace's config dir (``$TOKRACE_HOME/config`` when that is set)."""
-    return config_dir() / SETTINGS_FILE
-
-
-def load_settings(path: Path | None = None) -> Settings:
-    """The settings in ``path`` (default ``config_path()``); a missing file = the defaults.
-
-    A file that cannot be read, is not TOML, has an unknown key or a bad value raises ``TokraceError``
-    with one line naming the file, the key and what to do. Unknown keys are errors, not warnings: a
-    misspelt key would otherwise be silently ignored.
-    """
-    path = path or config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return Settings()
-    except OSError as err:
-        raise TokraceError(
-            f"{path}: cannot read it ({err.strerror}); fix its permissions or delete it", kind="settings"
-        ) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise TokraceError(f"{path}: not valid TOML ({err}); fix or delete the file",
-                           kind="settings") from None
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as err:
-        key, message = explain(err)
-        raise TokraceError(f"{path}: {key}: {message}; fix or delete the file", kind="settings") from None
-
-
-def save_settings(settings: Settings, path: Path | None = None) -> Path:
-    """Write the non-default fields of ``settings`` to ``path`` (default ``config_path()``) atomically:
-    a temporary file in the same folder, then ``os.replace``. Returns the path written."""
-    path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = tomli_w.dumps(settings.non_defaults())
-    header = "# tokrace settings, written by the app (F2, theme); a command-line flag overrides one run\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(header + body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def update_settings_file(changes: Mapping[str, object], path: Path | None = None) -> Settings:
-    """Apply ``changes`` to the file's settings (not to this run's flags) and save; returns the file's
-    new settings. Raises ``TokraceError`` for a bad existing file or a bad value."""
-    settings = load_settings(path).updated(changes)
-    save_settings(settings, path)
-    return settings
-
-
-# --- the command line --------------------------------------------------------------------------------
-
-
-def _argparse_type(name: str, parse: Parser) -> Callable[[str], Any]:
-    def convert(value: str) -> Any:
-        try:
-            return parse(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"{err}, got {value!r}") from None
-
-    convert.__name__ = name  # argparse names the type in some messages
-    return convert
-
-
-def setting_type(name: str) -> Callable[[str], Any]:
-    """An argparse ``type`` that parses setting ``name``'s values, for a command's own flag that takes
-    one (``race --draft-k`` for its drafted lanes): the same bounds and message as the setting's flag."""
-    knob = Settings.knob(name)
-    return _argparse_type(name, knob.flag_parse or knob.parse)
-
-
-def add_settings_args(parser: argparse.ArgumentParser, names: Sequence[str], *,
-                      required: Collection[str] = ()) -> None:
-    """Add the flags of settings ``names`` to ``parser``, in their argparse groups.
-
-    Every default is ``None``, never a real value: argparse never produces ``None`` for a flag that was
-    given, so ``settings_from_args`` tells "not given" (the file's value stands) from "given". Booleans
-    get ``--x``/``--no-x`` so a run can turn off what the file turns on.
-    """
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for name in names:
-        knob = Settings.knob(name)
-        if not knob.flags:
-            continue
-        target: argparse.ArgumentParser | argparse._ArgumentGroup = parser
-        if knob.group is not None:
-            if knob.group not in groups:
-                groups[knob.group] = parser.add_argument_group(GROUP_TITLES[knob.group])
-            target = groups[knob.group]
-        kwargs: dict[str, Any] = {"dest": knob.dest, "default": None, "help": knob.help}
-        if name in required:
-            kwargs["required"] = True
-        if knob.parse is boolean:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["metavar"] = knob.metavar
-            if knob.choices is not None:
-                kwargs["choices"] = knob.choices
-            elif knob.argparse_parses:
-                kwargs["type"] = _argparse_type(name, knob.flag_parse or knob.parse)
-        target.add_argument(*knob.flags, **kwargs)
-
-
-def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
-    """``base`` with every setting flag given in ``args`` applied (for this run only: nothing is saved).
-
-    A value argparse did not check (``--tensor-split``) that is bad raises ``TokraceError``:
-    ``--tensor-split '0,0': expected ...``.
-    """
-    given: dict[str, object] = {}
-    for name in Settings.model_fields:
-        dest = Settings.knob(name).dest
-        value = getattr(args, dest, None) if dest else None
-        if value is not None:
-            given[name] = value
-    try:
-        return Settings.model_validate({**base.model_dump(), **given})
-    except ValidationError as err:
-        key, reason, value = _problem(err)
-        raise TokraceError(f"{Settings.cli_flag(key)} {value!r}: {reason}", kind="settings") from None

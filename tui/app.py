@@ -385,7 +385,7 @@ class TokraceApp(App[None]):
     @work(thread=True, group="settings")
     def save_settings(self, changes: dict[str, object]) -> None:
         """Write what changed into settings.toml (off the UI thread); a failure is a notice."""
-        from tokrace.settings import update_settings_file
+        from tokrace.settings_file import update_settings_file
 
         if not changes:
             return
