@@ -55,6 +55,7 @@ class ModelsScreen(Screen[str | None]):
         from tokrace.model_registry.listing import catalog_problems
 
         table = self.query_one(DataTable)
+        highlighted = self._selected()  # the cursor stays on this model when the list is read again
         table.clear()
         try:
             self.rows = self._rows_fn()
@@ -66,6 +67,10 @@ class ModelsScreen(Screen[str | None]):
         for r in self.rows:
             table.add_row("✓" if r["downloaded"] else " ", r["id"], format_params(r["params"]),
                           format_bytes(r["size"]) if r["size"] else "?", r["where"], key=r["id"])
+        if highlighted is not None:
+            index = next((i for i, r in enumerate(self.rows) if r["id"] == highlighted["id"]), None)
+            if index is not None:
+                table.move_cursor(row=index)
 
     def _selected(self) -> dict[str, Any] | None:
         table = self.query_one(DataTable)
