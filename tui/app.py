@@ -20,6 +20,7 @@ from textual.theme import Theme
 
 from tokrace.backends.base import Backend, GenerationParams
 from tokrace.backends.device_telemetry import DeviceSampler
+from tokrace.backends.remote_endpoint import is_remote_ref
 from tokrace.backends.split_planner import SplitPlan
 from tokrace.conversations import SavedConversation
 from tokrace.model_registry.errors import TokraceError
@@ -452,6 +453,9 @@ class TokraceApp(App[None]):
         def chosen(ref: str | None) -> None:
             if ref is not None and self._may_reload():
                 self.spec = replace(self.spec, model=ref)
+                if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side
+                    self.spec = replace(self.spec, draft=DraftSpec())
+                    self.notify("The draft is off for a server: it drafts on its own side.")
                 self._reload(f"loading {ref}…")
 
         self.push_screen(ModelsScreen(), callback=chosen)
