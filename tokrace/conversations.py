@@ -7,7 +7,7 @@ A line torn by a kill in the middle of a write is skipped on reading.
 
 Lines (``"t"`` is the line's type)::
 
-    {"t": "start", "time": ISO-8601 UTC, "model": name}
+    {"t": "start", "time": ISO-8601 UTC, "model": name, "model_ref": ref}  # ref: what loads it again
     {"t": "msg", "role": "system"|"user"|"assistant", "content": text, "time": ..., "stop_reason": ...}
     {"t": "cut", "keep": n}      # regenerate / edit: the history is its first n messages again
 
@@ -48,6 +48,9 @@ class SavedConversation:
     id: str
     path: Path
     model: str = ""
+    model_ref: str = ""
+    """What loads the conversation's model again (a catalog id, ``hf:`` ref, absolute path or server URL);
+    empty in files written before it was recorded, or for a model built outside the app."""
     started: str = ""
     updated: str = ""
     messages: list[ChatMessage] = field(default_factory=list)
@@ -66,9 +69,13 @@ class ConversationLog:
 
     Raises ``TokraceError`` (kind ``log``) when the folder or the file cannot be written."""
 
-    def __init__(self, model: str, conversation_id: str | None = None, folder: Path | None = None) -> None:
+    def __init__(self, model: str, conversation_id: str | None = None, folder: Path | None = None, *,
+                 model_ref: str | None = None) -> None:
+        """``model``: the loaded model's name (shown); ``model_ref``: what loads it again (saved with it,
+        so a resumed chat can offer to load its own model)."""
         self.id = conversation_id or (datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3))
         self.model = model
+        self.model_ref = model_ref
         self.path = (folder or conversations_dir()) / f"{self.id}.jsonl"
         self._fd: int | None = None
         self._lock = threading.Lock()
@@ -76,7 +83,7 @@ class ConversationLog:
     @classmethod
     def resume(cls, saved: SavedConversation) -> ConversationLog:
         """Keep appending to a saved conversation's file."""
-        log = cls(saved.model, saved.id, saved.path.parent)
+        log = cls(saved.model, saved.id, saved.path.parent, model_ref=saved.model_ref or None)
         return log
 
     def _write(self, data: dict[str, Any]) -> None:
@@ -89,6 +96,8 @@ class ConversationLog:
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                     if new:
                         start = {"t": "start", "time": _now(), "model": self.model}
+                        if self.model_ref:
+                            start["model_ref"] = self.model_ref
                         line = (json.dumps(start, ensure_ascii=False) + "\n").encode("utf-8") + line
                 os.write(self._fd, line)
                 os.fsync(self._fd)
@@ -132,6 +141,7 @@ def read_conversation(path: Path) -> SavedConversation:
         kind = data.get("t")
         if kind == "start":
             saved.model = str(data.get("model", ""))
+            saved.model_ref = str(data.get("model_ref", ""))
             saved.started = saved.updated = str(data.get("time", ""))
         elif kind == "msg" and data.get("role") in ("system", "user", "assistant"):
             saved.messages.append(ChatMessage(data["role"], str(data.get("content", ""))))

@@ -29,6 +29,7 @@ from tokrace.model_registry.units import format_bytes
 from tokrace.session import DraftSpec, LoadSpec, Session
 from tokrace.settings import Settings
 from tokrace.tui.chat.draft import DraftPicker
+from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
 from tokrace.tui.race.screen import RaceScreen, RaceSetup
 from tokrace.tui.widgets.error_modal import ErrorModal
@@ -116,6 +117,9 @@ class TokraceApp(App[None]):
                                context_policy=self.settings.context_policy)
         if resume is not None:
             self.chat.resume(resume)
+        self._resumed_at_start = resume
+        self._pending_resume: SavedConversation | None = None
+        """A saved chat to resume once its own model, being loaded now, is in (F3: load its model)."""
         self.price_per_hour = price_per_hour if price_per_hour is not None else self.settings.price_per_hour
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
@@ -248,8 +252,27 @@ class TokraceApp(App[None]):
                 self.uninstall_screen(race)
                 self.race = None
             old.unload()
+        self._resume_after_load(old)
+
+    def _resume_after_load(self, old: Session | None) -> None:
+        """The chat waiting for this model (F3, "load its model") is resumed on it; a chat resumed at
+        start (``--resume``) that was made with another model says which model continues it."""
+        from tokrace.tui.chat.resume import made_with_another_model
+
+        pending, self._pending_resume = self._pending_resume, None
+        if pending is not None:
+            self.chat.resume(pending)
+        start, self._resumed_at_start = self._resumed_at_start, None
+        if old is None and start is not None and made_with_another_model(start, self.session):
+            assert self.session is not None
+            self.notify(f"This chat was made with {start.model}; it continues on {self.session.model.name}"
+                        " (F3 offers to load its model).", severity="warning",
+                        timeout=10)
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        if self._pending_resume is not None:
+            self._pending_resume = None
+            self.notify("The saved chat was not resumed: its model did not load.", severity="warning")
         self.chat.set_status("no model loaded: Ctrl+O picks one, F2 changes the load settings")
         self.push_screen(ErrorModal(say(message.error), title="Could not load the model"))
 
@@ -438,9 +461,22 @@ class TokraceApp(App[None]):
             if self.chat.generating:
                 self.notify("Stop the reply (Esc) before resuming another conversation.", severity="warning")
                 return
+            if self.session is not None and made_with_another_model(saved, self.session):
+                self.push_screen(ResumeModelScreen(saved, self.session.model.name),
+                                 callback=lambda choice: self._resume_with(saved, choice))
+                return
             self.chat.resume(saved)
 
         self.push_screen(ConversationsScreen(), callback=chosen)
+
+    def _resume_with(self, saved: SavedConversation, choice: str | None) -> None:
+        """``load``: load the chat's own model (the models screen's reload path), then resume it on it;
+        ``continue``: resume it on the loaded model (the notice names it)."""
+        if choice == "continue":
+            self.chat.resume(saved)
+        elif choice == "load" and saved.model_ref and self._may_reload():
+            self._pending_resume = saved
+            self._switch_model(saved.model_ref)
 
     def action_open_sessions(self) -> None:
         from tokrace.tui.screens.sessions_screen import SessionsScreen
@@ -452,13 +488,17 @@ class TokraceApp(App[None]):
 
         def chosen(ref: str | None) -> None:
             if ref is not None and self._may_reload():
-                self.spec = replace(self.spec, model=ref)
-                if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side
-                    self.spec = replace(self.spec, draft=DraftSpec())
-                    self.notify("The draft is off for a server: it drafts on its own side.")
-                self._reload(f"loading {ref}…")
+                self._switch_model(ref)
 
         self.push_screen(ModelsScreen(), callback=chosen)
+
+    def _switch_model(self, ref: str) -> None:
+        """Load ``ref`` as the chat's model (a new chat starts when it is another model)."""
+        self.spec = replace(self.spec, model=ref)
+        if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side
+            self.spec = replace(self.spec, draft=DraftSpec())
+            self.notify("The draft is off for a server: it drafts on its own side.")
+        self._reload(f"loading {ref}…")
 
     def action_toggle_race(self) -> None:
         """Ctrl+R: to the race screen (made once, kept with its lanes and history) and back to chat."""

@@ -201,6 +201,11 @@ class ChatScreen(ConversationScreen):
     def generating(self) -> bool:
         return self._cancel is not None
 
+    def _model_ref(self) -> str | None:
+        from tokrace.tui.chat.resume import loaded_ref
+
+        return loaded_ref(self.tokrace.session)
+
     # -- actions ----------------------------------------------------------------------------------
     def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         event.stop()

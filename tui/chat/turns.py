@@ -62,10 +62,14 @@ class ConversationScreen(StreamSafeScreen):
         if self.app.is_running:
             self.app.call_from_thread(self.notify, say(line), severity="error")
 
+    def _model_ref(self) -> str | None:
+        """What loads the chat's model again (saved with the conversation); ``None``: unknown."""
+        return None
+
     def _ensure_log(self) -> None:
         if self.saver.log is None:
             model = self.backend.model.name if self.backend is not None else ""
-            self.saver.start(ConversationLog(model))
+            self.saver.start(ConversationLog(model, model_ref=self._model_ref()))
             for message in self.history:  # the system prompt, written with the first turn
                 self.saver.append(message)
 
@@ -85,7 +89,8 @@ class ConversationScreen(StreamSafeScreen):
         if widgets:
             self.messages.mount(*widgets)
         self.messages.anchor()
-        self.notify(f"resumed: {saved.title} ({len(saved.messages)} messages)")
+        on = f" · continues on {self.backend.model.name}" if self.backend is not None else ""
+        self.notify(f"resumed: {saved.title} ({len(saved.messages)} messages){on}")
 
     # -- keys -------------------------------------------------------------------------------------
     def action_interrupt(self) -> None:
