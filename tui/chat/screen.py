@@ -39,6 +39,7 @@ from tokrace.context import (
 )
 from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.settings import ContextPolicy
+from tokrace.tui.chat.context_view import context_full_notice, mark_left_out
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
@@ -105,6 +106,7 @@ class ChatScreen(ConversationScreen):
     ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
                          text-overflow: ellipsis; }
     ChatScreen #prompt { margin: 0 1; }
+    ChatScreen .left-out-divider { margin: 1 0 0 0; color: $warning; }
     ChatScreen.-narrow TelemetryPanel { width: 26; }
     ChatScreen.-tiny TelemetryPanel { display: none; }
     """
@@ -222,12 +224,14 @@ class ChatScreen(ConversationScreen):
     def send(self, text: str) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         reply = AssistantMessage()
-        messages.mount(UserMessage(text), reply)
+        user = UserMessage(text)
+        messages.mount(user, reply)
         messages.anchor()
         if not self.history and self.system_prompt:
             self.history.append(ChatMessage("system", self.system_prompt))
         self._ensure_log()
         self.history.append(ChatMessage("user", text))
+        user.history_index = len(self.history) - 1
         self.saver.append(self.history[-1])
         self._start(reply)
 
@@ -321,7 +325,7 @@ class ChatScreen(ConversationScreen):
             if self._cancel is cancel:
                 self._cancel = None
         if not is_rerun:
-            self._settle_history(finished)
+            self._settle_history(finished, reply)
             self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
             self.last_drafted_request = (self._last_sent, params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
@@ -336,27 +340,32 @@ class ChatScreen(ConversationScreen):
         summary += extras_line(meter.stats, window_stats, self.tokrace.price_per_hour)
         if finished.error:
             summary += f" · {say(finished.error)}"
-        notices = [say(n) for n in (finished.notice, overflow) if n]
+        notices = [say(n) for n in (context_full_notice(finished.notice, self.context_policy), overflow) if n]
         reply.set_summary(summary, state=state, notice="; ".join(notices) or None)
         self.refresh_telemetry()
         self.post_message(ReplyFinished(meter.stats, backend.model, finished, window_stats, params))
 
-    def _settle_history(self, finished: GenerationFinished) -> None:
+    def _settle_history(self, finished: GenerationFinished, reply: AssistantMessage) -> None:
         """Keep the history a valid conversation after a reply: user and assistant alternate.
 
         A reply the model ended (even with no text: it closed its turn at once) is an assistant turn.
         A send that produced nothing (an error such as a prompt too long for the context, or Esc
         before the first token) did not happen: its user turn leaves the history (and the saved file)
-        and its text goes back to the empty prompt box, so nothing typed is lost."""
+        and its text goes back to the empty prompt box, so nothing typed is lost. Then the turns the
+        requests now leave out are marked."""
         if finished.text or finished.stop_reason in ("stop", "length", "context"):
             self.history.append(ChatMessage("assistant", finished.text))
+            reply.history_index = len(self.history) - 1
             self.saver.append(self.history[-1], finished.stop_reason)
-            return
-        if self.history and self.history[-1].role == "user":
+        elif self.history and self.history[-1].role == "user":
             text = self.history.pop().content
+            for widget in self.messages.query(UserMessage):
+                if widget.history_index == len(self.history):
+                    widget.history_index = None  # shown with its error, no longer a turn
             self.saver.cut(len(self.history))
             if not self.prompt.value:
                 self.prompt.value = text
+        mark_left_out(self.messages, self.history, self.context_policy, self.skip)
 
     def action_stop_reply(self) -> None:
         if self._cancel is not None:

@@ -84,8 +84,9 @@ class ConversationScreen(StreamSafeScreen):
         self.action_new_chat()
         self.history = list(saved.messages)
         self.saver.start(ConversationLog.resume(saved))
-        widgets = [UserMessage(m.content) if m.role == "user" else AssistantMessage(m.content, "(saved)")
-                   for m in saved.messages if m.role != "system"]
+        widgets = [UserMessage(m.content, history_index=i) if m.role == "user"
+                   else AssistantMessage(m.content, "(saved)", history_index=i)
+                   for i, m in enumerate(saved.messages) if m.role != "system"]
         if widgets:
             self.messages.mount(*widgets)
         self.messages.anchor()
