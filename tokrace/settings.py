@@ -196,7 +196,8 @@ class Knob:
     itself (a bad one is argparse's usage + error); ``False`` keeps the raw text and ``settings_from_args``
     refuses it in one line (``--tensor-split '0,0': ...``). ``form_row``: the F2 form row showing it
     (``None``: not in the form); ``placeholder``: what an empty form field means, may use
-    ``{n_ctx_train}``; ``form_choices``: (value, label) pairs for a select, ``""`` = not set.
+    ``{n_ctx_train}`` and ``{n_ctx_default}`` (the context an empty field gives); ``form_choices``:
+    (value, label) pairs for a select, ``""`` = not set.
     """
 
     label: str
@@ -292,7 +293,7 @@ class Settings(BaseModel):
     n_ctx: Annotated[int | None, Knob(
         "context (tokens)", whole_number(1), flags=("--ctx",), group="generation",
         help="context size in tokens (default: 4096, or the model's own if smaller)",
-        form_row=0, placeholder="model's, max {n_ctx_train}",
+        form_row=0, placeholder="{n_ctx_default} (max {n_ctx_train})",
     )] = None
     n_threads: Annotated[int | None, Knob(
         "CPU threads", whole_number(1), flags=("--threads", "-t"), group="generation", metavar="N",

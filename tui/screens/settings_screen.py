@@ -39,6 +39,14 @@ FORM_ROWS: tuple[tuple[str, ...], ...] = _form_rows()
 FORM_FIELDS: tuple[str, ...] = tuple(name for row in FORM_ROWS for name in row)
 
 
+def default_n_ctx(info: GGUFInfo) -> int:
+    """The context an empty context field loads with: the planner's default (4096), or the model's
+    trained context when smaller (``split_planner.plan_split``)."""
+    from tokrace.backends.split_planner import DEFAULT_CTX
+
+    return min(DEFAULT_CTX, info.n_ctx_train or DEFAULT_CTX)
+
+
 def parse_settings(values: Mapping[str, str], base: Settings | None = None) -> Settings:
     """The form's text (field name → text; blank = not set) applied to ``base`` (default: the defaults).
 
@@ -52,6 +60,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
     SettingsScreen { align: center middle; }
     SettingsScreen > VerticalScroll { width: 100; max-width: 100%; height: auto; max-height: 100%;
                                       padding: 0 1; border: thick $accent; background: $surface; }
+    SettingsScreen #title { width: 100%; }
     SettingsScreen Horizontal { height: auto; }
     SettingsScreen .field { width: 1fr; height: auto; margin-right: 1; }
     SettingsScreen #plan { height: auto; margin: 0 0 1 0; color: $text-muted; }
@@ -78,13 +87,14 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 widget = Select([(label, value) for value, label in knob.form_choices],
                                 value=self.current.as_text(name), allow_blank=False, id=name)
             else:
-                placeholder = knob.placeholder.format(n_ctx_train=self.info.n_ctx_train)
+                placeholder = knob.placeholder.format(n_ctx_train=self.info.n_ctx_train,
+                                                      n_ctx_default=default_n_ctx(self.info))
                 widget = Input(self.current.as_text(name), placeholder=placeholder, id=name)
             return Vertical(Label(knob.label), widget, classes="field")
 
         with VerticalScroll():
             yield Label(f"[b]Settings[/b] · {len(self.gpus) or 'no'} GPU(s) detected · sampling applies to"
-                        " the next reply; context, threads and GPU fields reload the model")
+                        " the next reply; context, threads and GPU fields reload the model", id="title")
             for row in FORM_ROWS:
                 with Horizontal():
                     for name in row:
@@ -95,6 +105,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.query_one(f"#{FORM_FIELDS[0]}").focus()  # typing goes into the first field at once
         self.check()
 
     def _settings(self) -> Settings:
