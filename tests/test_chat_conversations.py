@@ -252,3 +252,46 @@ async def test_f3_continue_on_the_loaded_model_says_which_model_continues(
         await wait_for(pilot, lambda: app.screen is app.chat and bool(app.chat.history))
         assert app.backend is not None and app.backend.model.path == str(tiny_model)
     assert any("continues on tiny.gguf" in n for n in app.notices), app.notices
+
+
+async def test_a_resumed_chat_shows_each_replys_saved_figures_and_stopped_mark() -> None:
+    """Issue 24.6: resumed replies showed "(saved)" instead of their figures, and a stopped reply lost
+    its "stopped" mark; both come from what the conversation file saved with each reply."""
+    pieces = [f"w{i} " for i in range(300)]
+    app = RecordingApp(backend=ScriptedBackend(pieces, real_delay=0.004), sampler=FixedSampler())  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.chat.backend is not None and not app.chat.prompt.disabled)
+        app.chat.prompt.value = "first"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.finished) == 1)
+        app.chat.prompt.value = "second"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.chat.meter is not None
+                       and app.chat.meter.stats.completion_tokens > 3)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.finished) == 2)
+        assert app.finished[1].stats.stop_reason == "cancelled"
+        live = [f.stats.summary_line() for f in app.finished]
+    assert "stopped" in live[1] and "stopped" not in live[0]
+    resumed = RecordingApp(backend=ScriptedBackend(["x"]), sampler=FixedSampler(),  # type: ignore[arg-type]
+                           resume=find_conversation("last"))
+    async with resumed.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(resumed.query(AssistantMessage)) == 2)
+        await pilot.pause(0.1)
+        summaries = [m.query_one(".summary", Static) for m in resumed.query(AssistantMessage)]
+        assert [str(s.render()) for s in summaries] == live
+        assert not summaries[0].has_class("stopped") and summaries[1].has_class("stopped")
+
+
+def test_conversation_files_without_figures_still_read() -> None:
+    """A file from before figures were saved: its replies read, with how they ended."""
+    log = ConversationLog("m")
+    log.append(ChatMessage(U, "q"))
+    log.append(ChatMessage(A, "partial"), stop_reason="cancelled")
+    log.close()
+    saved = read_conversation(log.path)
+    assert [r.stop_reason for r in saved.replies] == [None, "cancelled"]
+    assert saved.replies[1].stats() is None
+    from tokrace.tui.chat.turns import saved_summary
+
+    assert saved_summary(saved.replies[1]) == ("(saved without its figures) · stopped", "stopped")

@@ -8,10 +8,12 @@ A line torn by a kill in the middle of a write is skipped on reading.
 Lines (``"t"`` is the line's type)::
 
     {"t": "start", "time": ISO-8601 UTC, "model": name, "model_ref": ref}  # ref: what loads it again
-    {"t": "msg", "role": "system"|"user"|"assistant", "content": text, "time": ..., "stop_reason": ...}
+    {"t": "msg", "role": "system"|"user"|"assistant", "content": text, "time": ...,
+     "stop_reason": ..., "figures": {...}}    # a reply's stop reason and figures (ReplyStats fields)
     {"t": "cut", "keep": n}      # regenerate / edit: the history is its first n messages again
 
-Reading replays the lines, so regenerating or editing the last message never rewrites the file.
+Reading replays the lines, so regenerating or editing the last message never rewrites the file. Files
+written before a key existed (``model_ref``, ``figures``) read as before: the key is simply missing.
 """
 
 from __future__ import annotations
@@ -20,16 +22,43 @@ import json
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tokrace.backends.base import ChatMessage
+from tokrace.backends.meter import ReplyStats
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.paths import data_dir
 
 TITLE_CHARS = 60
+SAVED_FIGURES = frozenset(f.name for f in fields(ReplyStats)) - {"token_times_s", "llama_perf"}
+"""The ``ReplyStats`` fields a reply's ``figures`` keep (not its per-token times or llama.cpp's counters,
+which the speed log has)."""
+
+
+def reply_figures(stats: ReplyStats) -> dict[str, Any]:
+    """What a conversation file keeps of a reply's figures (``SAVED_FIGURES``)."""
+    return {k: v for k, v in stats.to_dict().items() if k in SAVED_FIGURES}
+
+
+@dataclass(frozen=True, slots=True)
+class SavedReply:
+    """How a saved reply ended and its figures, as written with it (both ``None`` in older files)."""
+
+    stop_reason: str | None = None
+    figures: dict[str, Any] | None = None
+
+    def stats(self) -> ReplyStats | None:
+        """The reply's figures as ``ReplyStats`` (unknown keys ignored), ``None`` when none were saved."""
+        if not self.figures:
+            return None
+        known = {k: v for k, v in self.figures.items() if k in SAVED_FIGURES}
+        try:
+            return ReplyStats(**known)
+        except TypeError:
+            return None
 
 
 def conversations_dir() -> Path:
@@ -54,6 +83,8 @@ class SavedConversation:
     started: str = ""
     updated: str = ""
     messages: list[ChatMessage] = field(default_factory=list)
+    replies: list[SavedReply] = field(default_factory=list)
+    """One per message, in the same order: a reply's stop reason and figures (empty for other turns)."""
 
     @property
     def title(self) -> str:
@@ -105,11 +136,15 @@ class ConversationLog:
                 raise TokraceError(f"conversation not saved: {self.path.parent} ({err.strerror or err});"
                                    " check the folder, or set TOKRACE_HOME", kind="log") from None
 
-    def append(self, message: ChatMessage, *, stop_reason: str | None = None) -> None:
-        """Save one message (a user turn when sent, a reply when it ended)."""
+    def append(self, message: ChatMessage, *, stop_reason: str | None = None,
+               figures: dict[str, Any] | None = None) -> None:
+        """Save one message (a user turn when sent, a reply when it ended, with how it ended and its
+        ``figures``: ``reply_figures(stats)``)."""
         data: dict[str, Any] = {"t": "msg", "role": message.role, "content": message.content, "time": _now()}
         if stop_reason is not None:
             data["stop_reason"] = stop_reason
+        if figures:
+            data["figures"] = figures
         self._write(data)
 
     def cut(self, keep: int) -> None:
@@ -145,9 +180,14 @@ def read_conversation(path: Path) -> SavedConversation:
             saved.started = saved.updated = str(data.get("time", ""))
         elif kind == "msg" and data.get("role") in ("system", "user", "assistant"):
             saved.messages.append(ChatMessage(data["role"], str(data.get("content", ""))))
+            figures = data.get("figures")
+            stop_reason = data.get("stop_reason")
+            saved.replies.append(SavedReply(stop_reason if isinstance(stop_reason, str) else None,
+                                            figures if isinstance(figures, dict) else None))
             saved.updated = str(data.get("time", saved.updated))
         elif kind == "cut" and isinstance(data.get("keep"), int):
             del saved.messages[max(0, data["keep"]):]
+            del saved.replies[max(0, data["keep"]):]
             saved.updated = str(data.get("time", saved.updated))
     return saved
 

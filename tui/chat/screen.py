@@ -37,6 +37,7 @@ from tokrace.context import (
     skip_for,
     window,
 )
+from tokrace.conversations import reply_figures
 from tokrace.model_registry.units import format_bytes, format_params
 from tokrace.settings import ContextPolicy
 from tokrace.tui.chat.context_view import context_full_notice, mark_left_out
@@ -325,7 +326,7 @@ class ChatScreen(ConversationScreen):
             if self._cancel is cancel:
                 self._cancel = None
         if not is_rerun:
-            self._settle_history(finished, reply)
+            self._settle_history(finished, reply, meter.stats)
             self.last_drafted = meter.stats if meter.stats.draft_model is not None else None
             self.last_drafted_request = (self._last_sent, params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
@@ -345,18 +346,20 @@ class ChatScreen(ConversationScreen):
         self.refresh_telemetry()
         self.post_message(ReplyFinished(meter.stats, backend.model, finished, window_stats, params))
 
-    def _settle_history(self, finished: GenerationFinished, reply: AssistantMessage) -> None:
+    def _settle_history(self, finished: GenerationFinished, reply: AssistantMessage,
+                        stats: ReplyStats) -> None:
         """Keep the history a valid conversation after a reply: user and assistant alternate.
 
         A reply the model ended (even with no text: it closed its turn at once) is an assistant turn.
         A send that produced nothing (an error such as a prompt too long for the context, or Esc
         before the first token) did not happen: its user turn leaves the history (and the saved file)
         and its text goes back to the empty prompt box, so nothing typed is lost. Then the turns the
-        requests now leave out are marked."""
+        requests now leave out are marked. A reply is saved with how it ended and its figures, which a
+        resumed chat shows again."""
         if finished.text or finished.stop_reason in ("stop", "length", "context"):
             self.history.append(ChatMessage("assistant", finished.text))
             reply.history_index = len(self.history) - 1
-            self.saver.append(self.history[-1], finished.stop_reason)
+            self.saver.append(self.history[-1], finished.stop_reason, reply_figures(stats))
         elif self.history and self.history[-1].role == "user":
             text = self.history.pop().content
             for widget in self.messages.query(UserMessage):

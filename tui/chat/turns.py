@@ -10,12 +10,24 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 
 from tokrace.backends.base import Backend, ChatMessage
-from tokrace.conversations import ConversationLog, SavedConversation
+from tokrace.conversations import ConversationLog, SavedConversation, SavedReply
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.saving import ConversationSaver
 from tokrace.tui.streaming import StreamSafeScreen
 from tokrace.tui.words import say
+
+
+def saved_summary(reply: SavedReply) -> tuple[str, str]:
+    """A resumed reply's summary line and state (``stopped``, ``error`` or ""), from what was saved with
+    it: its figures as when it was shown live, else (older files) how it ended."""
+    stats = reply.stats()
+    state = {"cancelled": "stopped", "error": "error"}.get(reply.stop_reason or "", "")
+    if stats is not None:
+        return stats.summary_line(), state
+    ended = {"cancelled": " · stopped", "error": " · error", "length": " · max tokens",
+             "context": " · context full"}.get(reply.stop_reason or "", "")
+    return f"(saved without its figures){ended}", state
 
 
 class ConversationScreen(StreamSafeScreen):
@@ -84,9 +96,14 @@ class ConversationScreen(StreamSafeScreen):
         self.action_new_chat()
         self.history = list(saved.messages)
         self.saver.start(ConversationLog.resume(saved))
-        widgets = [UserMessage(m.content, history_index=i) if m.role == "user"
-                   else AssistantMessage(m.content, "(saved)", history_index=i)
-                   for i, m in enumerate(saved.messages) if m.role != "system"]
+        replies = saved.replies + [SavedReply()] * (len(saved.messages) - len(saved.replies))
+        widgets: list[UserMessage | AssistantMessage] = []
+        for i, m in enumerate(saved.messages):
+            if m.role == "user":
+                widgets.append(UserMessage(m.content, history_index=i))
+            elif m.role == "assistant":
+                summary, state = saved_summary(replies[i])
+                widgets.append(AssistantMessage(m.content, summary, state=state, history_index=i))
         if widgets:
             self.messages.mount(*widgets)
         self.messages.anchor()
