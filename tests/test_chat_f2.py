@@ -69,8 +69,8 @@ async def test_the_dialog_fits_80x24_and_every_field_can_be_reached(tiny_model: 
         await wait_for(pilot, lambda: form_open(app))
         for name in (*FORM_FIELDS, "apply"):
             widget = app.screen.query_one(f"#{name}")
-            widget.focus()
-            await pilot.pause(0.05)
+            widget.focus()  # scrolls the form to it (animated: wait until it is there)
+            await wait_for(pilot, lambda w=widget: w.region.y >= 0 and w.region.bottom <= 24, timeout=3)
             region = widget.region
             assert region.width > 0 and region.x >= 0 and region.right <= 80, name
             assert region.y >= 0 and region.bottom <= 24, name

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import CancelToken, GenerationParams
@@ -44,6 +44,7 @@ from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, u
 from tokrace.tui.words import say
 
 TELEMETRY_HZ = 4
+SHORT_ROWS = 34
 
 
 @dataclass(slots=True)
@@ -76,11 +77,19 @@ class RaceScreen(StreamSafeScreen):
     ]
     DEFAULT_CSS = """
     RaceScreen #lanes { height: 1fr; }
-    RaceScreen #verdict { height: auto; max-height: 9; padding: 0 1; border-top: hkey $primary 30%; }
-    RaceScreen #verdict.empty { display: none; }
+    RaceScreen #verdict-box { height: auto; max-height: 10; padding: 0 1; border-top: hkey $primary 30%; }
+    RaceScreen #verdict-box.empty { display: none; }
     RaceScreen #race-status { height: auto; padding: 0 1; color: $text-muted; }
     RaceScreen #race-prompt { margin: 0 1; }
+    RaceScreen.-short #verdict-box { max-height: 5; }
+    RaceScreen.-short LaneView .lane-tps { display: none; }
+    RaceScreen.-short LaneView .lane-spark { display: none; }
+    RaceScreen.-short LaneView .lane-live { display: block; }
+    RaceScreen.-short LaneView .lane-info { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
+    """Below ``SHORT_ROWS`` rows (80×24) the lanes drop their big tok/s digits and sparkline for one
+    line, and the verdict scrolls in 4 rows, so both replies stay in sight under it."""
 
     def __init__(self, setup: RaceSetup, params: GenerationParams) -> None:
         super().__init__()
@@ -103,7 +112,8 @@ class RaceScreen(StreamSafeScreen):
         with Horizontal(id="lanes"):
             yield LaneView(0, id="lane-a")
             yield LaneView(1, id="lane-b")
-        yield Static("", id="verdict", classes="empty", markup=False)
+        with VerticalScroll(id="verdict-box", classes="empty"):  # scrolls when the screen is short
+            yield Static("", id="verdict", markup=False)
         yield Static("resolving the models…", id="race-status", markup=False)
         yield Input(placeholder="Waiting for both lanes…", id="race-prompt", disabled=True)
         yield Footer()
@@ -211,9 +221,8 @@ class RaceScreen(StreamSafeScreen):
 
     def send(self, prompt: str) -> None:
         self.last_prompt = prompt
-        verdict = self.query_one("#verdict", Static)
-        verdict.update("")
-        verdict.add_class("empty")
+        self.query_one("#verdict", Static).update("")
+        self.query_one("#verdict-box").add_class("empty")
         replies = [view.add_turn(prompt) for view in self.views]
         self._cancel = CancelToken()
         self.race(prompt, replies, self._cancel)
@@ -320,9 +329,10 @@ class RaceScreen(StreamSafeScreen):
                         price_per_hour=price if isinstance(price, (int, float)) else None)
         self.results = results
         self.verdict = verdict
-        box = self.query_one("#verdict", Static)
-        box.update("\n".join(verdict.lines))
+        self.query_one("#verdict", Static).update("\n".join(verdict.lines))
+        box = self.query_one("#verdict-box", VerticalScroll)
         box.remove_class("empty")
+        box.scroll_home(animate=False)
         self.refresh_telemetry()
         if self.setup.record:
             self.record(lanes, results)
@@ -372,7 +382,7 @@ class RaceScreen(StreamSafeScreen):
         self.last_prompt = None
         for view in self.views:
             await view.clear()
-        self.query_one("#verdict", Static).add_class("empty")
+        self.query_one("#verdict-box").add_class("empty")
 
     def action_choose_b(self) -> None:
         if self.racing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Grid, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -37,11 +37,16 @@ def keys_table() -> str:
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys in two columns: the key, and what it does (wrapped, so nothing is cut at 80×24; the
+    table scrolls when it is taller than the terminal)."""
+
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: auto; max-width: 100%; height: auto; max-height: 100%;
+    HelpScreen > VerticalScroll { width: 90; max-width: 100%; height: auto; max-height: 100%;
                                   padding: 0 1; border: thick $accent; background: $surface; }
-    HelpScreen Static { width: auto; }
+    HelpScreen #keys { height: auto; grid-size: 2; grid-columns: auto 1fr; grid-gutter: 0 2; }
+    HelpScreen #keys .key { width: auto; text-style: bold; }
+    HelpScreen #keys .what { width: 1fr; }
     """
     BINDINGS = [
         Binding("escape", "close", "Close", id="help.close"),
@@ -52,7 +57,10 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("[b]Keys[/b] (Esc closes)")
-            yield Static(keys_table(), id="keys", markup=False)
+            with Grid(id="keys"):
+                for key, what in KEYS:
+                    yield Static(key, classes="key", markup=False)
+                    yield Static(what, classes="what", markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)
