@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, Keymap
 from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
@@ -33,7 +33,7 @@ from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
 from tokrace.tui.race.screen import RaceScreen, RaceSetup
 from tokrace.tui.widgets.error_modal import ErrorModal
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 
 GIL_SWITCH_INTERVAL_S = 0.001
 EXIT_GRACE_S = 5.0
@@ -266,14 +266,15 @@ class TokraceApp(App[None]):
         if old is None and start is not None and made_with_another_model(start, self.session):
             assert self.session is not None
             self.notify(f"This chat was made with {start.model}; it continues on {self.session.model.name}"
-                        " (F3 offers to load its model).", severity="warning",
+                        f" ({key('app.conversations')} offers to load its model).", severity="warning",
                         timeout=10)
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         if self._pending_resume is not None:
             self._pending_resume = None
             self.notify("The saved chat was not resumed: its model did not load.", severity="warning")
-        self.chat.set_status("no model loaded: Ctrl+O picks one, F2 changes the load settings")
+        self.chat.set_status(keyed("no model loaded: {key:app.models} picks one, {key:app.settings} changes"
+                                   " the load settings"))
         self.push_screen(ErrorModal(say(message.error), title="Could not load the model"))
 
     # -- replies ----------------------------------------------------------------------------------
@@ -425,9 +426,9 @@ class TokraceApp(App[None]):
         """The loaded (target) model's metadata and path, or a notice that nothing is loaded."""
         if self.race is not None and self.screen is self.race:
             # F2 and Ctrl+D act on the chat's model; a lane's settings come from `tokrace race`.
-            self.notify("F2 and Ctrl+D set the chat's model: go back to the chat (Ctrl+R) first. Race lanes "
-                        "take their settings from `tokrace race` (--ctx, --threads, --draft-a/-b).",
-                        severity="warning")
+            self.notify(keyed("{key:app.settings} and {key:chat.draft} set the chat's model: go back to the"
+                              " chat ({key:app.race}) first. Race lanes take their settings from"
+                              " `tokrace race` (--ctx, --threads, --draft-a/-b)."), severity="warning")
             return None
         session = self.session
         if session is None or session.info is None:
@@ -437,13 +438,29 @@ class TokraceApp(App[None]):
 
     def _may_reload(self) -> bool:
         if self.chat.generating:
-            self.notify("Stop the reply (Esc) before reloading the model.", severity="warning")
+            self.notify(keyed("Stop the reply ({key:chat.stop}) before reloading the model."),
+                        severity="warning")
             return False
         return True
 
     def _reload(self, status: str) -> None:
         self.chat.detach_backend(status)
         self.load_model()
+
+    def set_keymap(self, keymap: Keymap) -> None:
+        """Textual's keymap (binding id → keys); the TUI's texts then name the new keys."""
+        super().set_keymap(keymap)
+        self._keys_changed()
+
+    def update_keymap(self, keymap: Keymap) -> None:
+        super().update_keymap(keymap)
+        self._keys_changed()
+
+    def _keys_changed(self) -> None:
+        """Texts already on screen that name keys say them again (new ones ask the keymap anyway)."""
+        for screen in (self.chat, self.race):
+            if screen is not None and screen.is_mounted:
+                screen.refresh_key_texts()
 
     def action_help(self) -> None:
         from tokrace.tui.screens.help_screen import HelpScreen
@@ -459,7 +476,8 @@ class TokraceApp(App[None]):
             if saved is None:
                 return
             if self.chat.generating:
-                self.notify("Stop the reply (Esc) before resuming another conversation.", severity="warning")
+                self.notify(keyed("Stop the reply ({key:chat.stop}) before resuming another conversation."),
+                            severity="warning")
                 return
             if self.session is not None and made_with_another_model(saved, self.session):
                 self.push_screen(ResumeModelScreen(saved, self.session.model.name),
@@ -517,28 +535,30 @@ class TokraceApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
-        yield SystemCommand("Stop reply", "Stop the streaming reply (Esc)", self.chat.action_stop_reply)
-        yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
-        yield SystemCommand("Settings", "Context, threads, GPU offload, price per hour (F2)",
-                            self.action_open_settings)
-        yield SystemCommand("Draft model", "Speculative decoding: pick a draft or prompt lookup (Ctrl+D)",
-                            self.action_choose_draft)
-        yield SystemCommand("A/B rerun without the draft", "Measure the draft's speedup (Ctrl+B)",
-                            self.chat.action_ab_rerun)
-        yield SystemCommand("Keys", "Every key of the chat (F1)", self.action_help)
-        yield SystemCommand("Conversations", "Saved chats: resume, export as Markdown (F3)",
-                            self.action_open_conversations)
-        yield SystemCommand("Copy last reply", "To the clipboard, over ssh too (Ctrl+T)",
-                            self.chat.action_copy_reply)
-        yield SystemCommand("Regenerate", "A new reply to the last message (Ctrl+G)",
-                            self.chat.action_regenerate)
-        yield SystemCommand("Edit last message", "Back into the box to edit and resend (F4)",
-                            self.chat.action_edit_last)
-        yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
-                            self.action_open_sessions)
-        yield SystemCommand("Race", "Two models, one prompt, side by side (Ctrl+R)", self.action_toggle_race)
-
+        chat = self.chat
+        commands = (
+            ("New chat", "Clear the conversation ({key:chat.new})", chat.action_new_chat),
+            ("Stop reply", "Stop the streaming reply ({key:chat.stop})", chat.action_stop_reply),
+            ("Models", "Browse, pull and switch models ({key:app.models})", self.action_open_models),
+            ("Settings", "Context, threads, GPU offload, price per hour ({key:app.settings})",
+             self.action_open_settings),
+            ("Draft model", "Speculative decoding: pick a draft or prompt lookup ({key:chat.draft})",
+             self.action_choose_draft),
+            ("A/B rerun without the draft", "Measure the draft's speedup ({key:chat.ab})",
+             chat.action_ab_rerun),
+            ("Keys", "Every key of the chat ({key:app.help})", self.action_help),
+            ("Conversations", "Saved chats: resume, export as Markdown ({key:app.conversations})",
+             self.action_open_conversations),
+            ("Copy last reply", "To the clipboard, over ssh too ({key:chat.copy})", chat.action_copy_reply),
+            ("Regenerate", "A new reply to the last message ({key:chat.regenerate})", chat.action_regenerate),
+            ("Edit last message", "Back into the box to edit and resend ({key:chat.edit})",
+             chat.action_edit_last),
+            ("Speed log", "Past sessions and replies, export ({key:app.sessions})",
+             self.action_open_sessions),
+            ("Race", "Two models, one prompt, side by side ({key:app.race})", self.action_toggle_race),
+        )
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, keyed(help_text), callback)
 
 def _needs_reload(before: Settings, after: Settings) -> bool:
     """Whether applying ``after`` reloads the model (context, threads, GPU placement changed)."""

@@ -47,13 +47,14 @@ from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.turns import ConversationScreen
 from tokrace.tui.streaming import stream_chat_reply
 from tokrace.tui.widgets.telemetry_panel import TelemetryPanel
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 
 if TYPE_CHECKING:
     from tokrace.tui.app import TokraceApp
 
 TELEMETRY_HZ = 4
-PLACEHOLDER = "Message (Enter sends, Shift+Enter or Ctrl+J newline, F1 keys)"
+PLACEHOLDER = "Message ({key:prompt.send} sends, {keys:prompt.newline} newline, {key:app.help} keys)"
+"""The message box's placeholder; its keys are said with ``keyed`` (the user's keymap)."""
 
 
 class ReplyFinished(Message):
@@ -178,19 +179,29 @@ class ChatScreen(ConversationScreen):
             self.prompt.disabled = True
             self.prompt.placeholder = "Loading model…"
 
-    def _show_backend(self, backend: Backend) -> None:
+    def _backend_status(self, backend: Backend) -> str:
+        """The status line for a loaded model: how prompts are formatted, threads, context, placement."""
         m = backend.model
-        self.call_after_refresh(self._set_titles, m)
         build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
         draft = draft_label(backend)
-        draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
+        draft = f" · {draft} ({key('chat.ab')}: A/B without it)" if draft else ""
         plan = self.tokrace.plan
         where = f" · {placement_label(plan)}" if plan is not None else ""
-        self.set_status(f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}")
+        return f"{m.template} · {m.n_threads} threads · ctx {m.n_ctx}{where}{draft}{build}"
+
+    def _show_backend(self, backend: Backend) -> None:
+        self.call_after_refresh(self._set_titles, backend.model)
+        self.set_status(self._backend_status(backend))
         prompt = self.prompt
         prompt.disabled = False
-        prompt.placeholder = PLACEHOLDER
+        prompt.placeholder = keyed(PLACEHOLDER)
         prompt.focus()
+
+    def refresh_key_texts(self) -> None:
+        """The keymap changed: say the new keys in the placeholder and the status line."""
+        if self._ready and self.backend is not None:
+            self.prompt.placeholder = keyed(PLACEHOLDER)
+            self.set_status(self._backend_status(self.backend))
 
     def _set_titles(self, m: LoadedModel) -> None:
         # After a refresh: the Header's own children must exist before its title watchers fire.
@@ -217,7 +228,8 @@ class ChatScreen(ConversationScreen):
         if not text.strip() or self.backend is None:
             return
         if self.generating:
-            self.notify("A reply is still streaming: wait for it or press Esc.", severity="warning")
+            self.notify(keyed("A reply is still streaming: wait for it or press {key:chat.stop}."),
+                        severity="warning")
             return
         event.prompt.value = ""
         self.send(text)
@@ -245,7 +257,7 @@ class ChatScreen(ConversationScreen):
         """Rerun the last prompt on the same loaded model without the draft, and show the speedup."""
         backend = self.backend
         if backend is None or backend.capabilities.draft is None:
-            self.notify("A/B needs a draft: pick one with Ctrl+D.")
+            self.notify(keyed("A/B needs a draft: pick one with {key:chat.draft}."))
             return
         if self.generating or self.last_drafted is None or self.last_drafted_request is None:
             self.notify("Send a prompt first and let the reply finish.", severity="warning")

@@ -15,7 +15,7 @@ from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.saving import ConversationSaver
 from tokrace.tui.streaming import StreamSafeScreen
-from tokrace.tui.words import say
+from tokrace.tui.words import keyed, say
 
 
 def saved_summary(reply: SavedReply) -> tuple[str, str]:
@@ -120,7 +120,7 @@ class ConversationScreen(StreamSafeScreen):
         if self.focused is prompt and prompt.selected_text:
             prompt.action_copy()
             return
-        self.notify("Nothing to stop: Ctrl+Q quits.")
+        self.notify(keyed("Nothing to stop: {key:app.quit} quits."))
 
     def action_page(self, direction: int) -> None:
         """PageUp (-1) / PageDown (1): scroll the conversation, also while typing."""
@@ -141,7 +141,7 @@ class ConversationScreen(StreamSafeScreen):
     def _drop_last_reply(self) -> str | None:
         """Remove the last exchange's reply (widgets, history); return its user text."""
         if self.generating:
-            self.notify("Stop the reply (Esc) first.", severity="warning")
+            self.notify(keyed("Stop the reply ({key:chat.stop}) first."), severity="warning")
             return None
         users = [i for i, m in enumerate(self.history) if m.role == "user"]
         if not users:

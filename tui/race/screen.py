@@ -41,10 +41,13 @@ from tokrace.session import LoadSpec, Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, ui_cpu_budget
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 
 TELEMETRY_HZ = 4
 SHORT_ROWS = 34
+RACE_PLACEHOLDER = ("Prompt for both (Enter races, {key:race.stop} stops both, {key:race.rerun} rerun,"
+                    " {key:race.swap} swap)")
+"""Enter is the Input's own key (no binding id: not remappable); the others are this screen's."""
 
 
 @dataclass(slots=True)
@@ -181,9 +184,10 @@ class RaceScreen(StreamSafeScreen):
         self.views[1].query_one(".lane-title", Static).update("B · no model yet")
         for view in self.views:
             view.set_status("")
-        self.sub_title = f"{ref_a or 'the default model'} vs (lane B: Ctrl+O)"
-        self.set_status("lane B has no model: Ctrl+O chooses one")
-        self.query_one("#race-prompt", Input).placeholder = "Choose lane B's model first (Ctrl+O)"
+        choose = key("race.choose_b")
+        self.sub_title = f"{ref_a or 'the default model'} vs (lane B: {choose})"
+        self.set_status(f"lane B has no model: {choose} chooses one")
+        self.query_one("#race-prompt", Input).placeholder = f"Choose lane B's model first ({choose})"
 
     def _lanes_ready(self) -> None:
         for lane, view in zip(self.lanes, self.views, strict=True):
@@ -196,14 +200,15 @@ class RaceScreen(StreamSafeScreen):
             for lane in self.lanes:
                 lane.unload()
             self.set_status("no race: " + "; ".join(f"lane {lane.label}: {say(lane.load_error or '')}"
-                                                      for lane in bad) + " · Ctrl+O chooses lane B's model")
+                                                      for lane in bad)
+                            + keyed(" · {key:race.choose_b} chooses lane B's model"))
             return
         notes = self.plan.notes if self.plan is not None else []
         how = self.plan.describe() if self.plan is not None else self.mode
         self.set_status(" · ".join([f"mode {how}", *notes]))
         prompt = self.query_one("#race-prompt", Input)
         prompt.disabled = False
-        prompt.placeholder = "Prompt for both (Enter races, Esc stops both, Ctrl+G rerun, Ctrl+T swap)"
+        prompt.placeholder = keyed(RACE_PLACEHOLDER)
         prompt.focus()
         self._ready = True
 
@@ -214,7 +219,8 @@ class RaceScreen(StreamSafeScreen):
         if not text or not self._ready:
             return
         if self.racing:
-            self.notify("The race is still running: wait for it or press Esc.", severity="warning")
+            self.notify(keyed("The race is still running: wait for it or press {key:race.stop}."),
+                        severity="warning")
             return
         event.input.value = ""
         self.send(text)
@@ -386,7 +392,7 @@ class RaceScreen(StreamSafeScreen):
 
     def action_choose_b(self) -> None:
         if self.racing:
-            self.notify("Stop the race (Esc) before changing models.", severity="warning")
+            self.notify(keyed("Stop the race ({key:race.stop}) before changing models."), severity="warning")
             return
         from tokrace.tui.screens.models_screen import ModelsScreen
 
@@ -404,6 +410,11 @@ class RaceScreen(StreamSafeScreen):
             self.load_lanes()
 
         self.app.push_screen(ModelsScreen(), callback=chosen)
+
+    def refresh_key_texts(self) -> None:
+        """The keymap changed: say the new keys in the prompt's placeholder."""
+        if self._ready:
+            self.query_one("#race-prompt", Input).placeholder = keyed(RACE_PLACEHOLDER)
 
     def stop_all(self) -> None:
         """The app is closing: stop both lanes."""

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes, format_params
-from tokrace.tui.words import say
+from tokrace.tui.words import keyed, say
 
 
 class ModelsScreen(Screen[str | None]):
@@ -52,8 +52,8 @@ class ModelsScreen(Screen[str | None]):
         with Vertical():
             yield DataTable(id="models", cursor_type="row")
             yield Static("", id="plan")
-            yield Input(placeholder="…or type a .gguf path or http://HOST:PORT/v1[#MODEL], then Enter",
-                        id="model-ref")
+            yield Input(placeholder=keyed("…or type a .gguf path or http://HOST:PORT/v1[#MODEL], then"
+                                          " {key:models.choose}"), id="model-ref")
             yield Static("", id="ref-line", classes="empty", markup=False)
             yield ProgressBar(id="pull-bar", show_eta=False)
             yield Static("", id="pull-status")
