@@ -54,3 +54,22 @@ async def test_a_remapped_key_is_the_one_the_texts_name() -> None:
         rows = dict(zip(cells[::2], cells[1::2], strict=True))
         assert rows["F12"].startswith("new chat") and rows["Ctrl+S"] == "send the message"
         assert "Ctrl+N" not in rows and rows["F10"].startswith("quit")
+
+
+async def test_keys_typed_in_one_burst_are_all_sent() -> None:
+    """Sending is a priority binding (so a keymap can move it); it must still send every key typed
+    before it, as a terminal delivers "hello\\r" in one read (the app reads Enter before the box has
+    handled the letters)."""
+    from textual import events
+
+    app = RecordingApp(backend=ScriptedBackend(["ok"]), sampler=FixedSampler())  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.chat.backend is not None and not app.chat.prompt.disabled)
+        for char in "hi":
+            app.post_message(events.Key(char, char))
+        app.post_message(events.Key("ctrl+j", "\n"))
+        for char in "yo":
+            app.post_message(events.Key(char, char))
+        app.post_message(events.Key("enter", "\r"))
+        await wait_for(pilot, lambda: bool(app.finished))
+        assert [w.text for w in app.query(UserMessage)] == ["hi\nyo"]

@@ -11,6 +11,7 @@ from test_race_tui import race_app, scripted_lanes, send
 from test_tui_chat import RecordingApp, wait_for
 from test_tui_settings import FormApp
 from textual.app import App
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tokrace.settings import Settings
@@ -68,8 +69,9 @@ async def test_f2_shows_every_label_whole(tiny_model: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen)
                        and bool(app.screen.query("#plan")))
         for name in FORM_FIELDS:
-            field = app.screen.query_one(f"#{name}")
-            field.focus()  # scrolls the form to it (animated: wait until it is in sight)
-            await wait_for(pilot, lambda f=field: f.region.y >= 0 and f.region.bottom <= SIZE[1], timeout=3)
+            cell = app.screen.query_one(f"#{name}").parent  # the field's label and its box
+            assert cell is not None
+            app.screen.query_one(VerticalScroll).scroll_to_widget(cell, animate=False, top=True)
+            await pilot.pause(0.05)
             label = Settings.knob(name).label
             assert label in shown(app), (name, shown(app))

@@ -52,10 +52,19 @@ class PromptArea(TextArea):
         self.load_text(text)
         self.move_cursor(self.document.end)
 
+    # A priority binding runs when the app reads the key, before this box has handled the keys typed
+    # just before it (they wait in its queue: "hello\r" in one read). So both actions run from this
+    # box's queue (``call_later``), after those keys: the text sent is all that was typed.
     def action_submit(self) -> None:
+        self.call_later(self._submit)
+
+    def action_newline(self) -> None:
+        self.call_later(self._newline)
+
+    def _submit(self) -> None:
         if not (self.read_only or self.disabled):
             self.post_message(self.Submitted(self, self.text))
 
-    def action_newline(self) -> None:
+    def _newline(self) -> None:
         if not (self.read_only or self.disabled):
             self.insert("\n")
