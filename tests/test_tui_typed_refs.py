@@ -120,3 +120,21 @@ async def test_draft_picker_takes_a_typed_path_checked_for_its_vocabulary(pair, 
         await type_into(pilot, app, "#draft-path", str(draft))
         await wait_for(pilot, lambda: bool(chosen))
     assert chosen == [DraftSpec(ref=str(draft), k=3)]
+
+
+async def test_a_path_typed_in_one_burst_is_read_whole(tiny_model: Path) -> None:
+    """Enter on the models screen is a priority binding: the box must be read after every key typed
+    before it (a terminal delivers a pasted path and its Enter in one read)."""
+    from textual import events
+
+    app = Host()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen)
+                       and bool(app.screen.query("#model-ref")))
+        app.screen.query_one("#model-ref", Input).focus()
+        await pilot.pause()
+        for char in str(tiny_model):
+            app.post_message(events.Key(char, char))
+        app.post_message(events.Key("enter", "\r"))
+        await wait_for(pilot, lambda: app.chosen != "unset")
+        assert app.chosen == str(tiny_model)

@@ -127,8 +127,11 @@ class ModelsScreen(Screen[str | None]):
         self.query_one("#model-ref", Input).focus()
 
     def action_choose(self) -> None:
-        if self.focused is self.query_one("#model-ref", Input):
-            self._choose_typed()
+        box = self.query_one("#model-ref", Input)
+        if self.focused is box:
+            # Enter is a priority binding: it runs before the box handled the keys typed just before it
+            # (a path pasted or typed in one burst); read the box after them, from its own queue.
+            box.call_later(self._choose_typed)
             return
         row = self._selected()
         if row is None or self.cancel is not None:
