@@ -164,3 +164,58 @@ def test_headless_replies_that_fill_the_context_say_context(tiny_model: Path, ex
     data = json.loads(proc.stdout)
     assert data["stop_reason"] == "context", data["stop_reason"]
     assert data["prompt_tokens"] + data["completion_tokens"] >= 60
+
+
+async def test_turns_left_out_of_the_requests_are_marked() -> None:
+    """Issue 24.4: under rolling the turns the requests no longer send are dimmed, with one line where
+    the kept turns start; the ones still sent are not."""
+    from tokrace.tui.chat.context_view import LEFT_OUT, left_out
+    from tokrace.tui.chat.messages import UserMessage
+
+    app = context_app("rolling")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await chat(pilot, app, 8)
+        await pilot.pause(0.1)
+        dropped = left_out(app.chat.history, "rolling", app.chat.skip)
+        backend: ContextBackend = app.chat.backend  # type: ignore[assignment]
+        sent = backend.requests[-1]
+        assert len(dropped) > 0 and len(sent) == len(app.chat.history) - 1 - len(dropped)
+        widgets = [w for w in app.chat.messages.children if getattr(w, "history_index", None) is not None]
+        assert len(widgets) == len(app.chat.history) - 1  # every turn but the system prompt is shown
+        marked = [w.history_index for w in widgets if w.has_class(LEFT_OUT)]  # type: ignore[attr-defined]
+        assert marked == list(dropped)
+        first = next(w for w in app.chat.messages.children if isinstance(w, UserMessage))
+        assert first.has_class(LEFT_OUT) and first.text.startswith("message 0")
+        assert not app.chat.messages.children[-1].has_class(LEFT_OUT)  # the newest reply was sent
+        divider = app.chat.query_one("#left-out-divider", Static)
+        assert "left out of the requests" in str(divider.render())
+        children = list(app.chat.messages.children)
+        after = children[children.index(divider) + 1]
+        assert getattr(after, "history_index", None) == dropped.stop  # it sits where the kept turns start
+
+
+@pytest.mark.parametrize("policy", ["rolling", "stop"])
+async def test_a_full_context_under_rolling_does_not_send_the_user_to_a_new_chat(
+        tiny_model: Path, policy: str) -> None:
+    """Issue 24.4: a reply that filled the context said "start a new chat (Ctrl+N)" even under rolling,
+    which leaves turns out by itself; it now says what the policy does next (and stop keeps Ctrl+N)."""
+    app = RecordingApp(settings=Settings(model=str(tiny_model), n_ctx=64, context_policy=policy),  # type: ignore[arg-type]
+                       params=GenerationParams(max_tokens=500, temperature=0))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.backend is not None and not app.chat.prompt.disabled)
+        app.chat.prompt.value = "hi"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.finished))
+        assert app.finished[0].stats.stop_reason == "context"
+        await pilot.pause(0.2)
+        notice = str(app.query_one(AssistantMessage).query_one(".notice", Static).render())
+        if policy == "stop":
+            assert "start a new chat (Ctrl+N)" in notice
+            return
+        assert "new chat" not in notice and "Ctrl+N" not in notice, notice
+        assert "your next message leaves the oldest turns out" in notice and "context overflow" in notice
+        app.chat.prompt.value = "more"
+        await pilot.press("enter")  # and so it does: the next message is answered
+        await wait_for(pilot, lambda: len(app.finished) == 2)
+        assert app.finished[1].stats.completion_tokens > 0
+        assert app.chat.query(".-left-out")  # the first exchange was left out of that request

@@ -144,6 +144,12 @@ async def test_f3_lists_saved_conversations_and_resumes_one() -> None:
                        and app.screen.query_one(OptionList).option_count == 1
                        and app.screen.saved != [])
         await pilot.press("enter")
+        from tokrace.tui.chat.resume import ResumeModelScreen
+
+        # Made with another model: the user says where it continues (issue 24.3), here on the loaded one.
+        await wait_for(pilot, lambda: isinstance(app.screen, ResumeModelScreen)
+                       and bool(app.screen.query("#continue")))
+        await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is app.chat and bool(app.chat.history))
         assert [m.content for m in app.chat.history] == ["an old question", "an old answer"]
         await pilot.pause(0.1)
@@ -176,3 +182,116 @@ def test_resume_flag_with_nothing_saved_is_one_line() -> None:
     proc = tokrace("--resume")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tokrace: error: no saved conversations yet: chat first, then resume"
+
+
+class NoticeApp(RecordingApp):
+    """Keeps every notice's text."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)
+        self.notices: list[str] = []
+
+    def notify(self, message: str, **kw: object) -> None:  # type: ignore[override]
+        self.notices.append(message)
+        super().notify(message, **kw)  # type: ignore[arg-type]
+
+
+def _saved_with(model: str, model_ref: str | None) -> None:
+    log = ConversationLog(model, model_ref=model_ref)
+    log.append(ChatMessage(U, "The capital of France is"))
+    log.append(ChatMessage(A, " Paris."), stop_reason="stop")
+    log.close()
+
+
+async def _resume_from_f3(pilot, app: RecordingApp) -> None:
+    from tokrace.tui.chat.resume import ResumeModelScreen
+
+    await pilot.press("f3")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen) and app.screen.saved != [])
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ResumeModelScreen)
+                   and bool(app.screen.query("Button")))
+
+
+async def test_f3_offers_to_load_the_model_a_chat_was_made_with(tiny_model: Path,
+                                                                tiny_model_no_template: Path) -> None:
+    """Issue 24.3: a plain-completion chat made with another model is not continued silently on the
+    loaded one: F3 offers to load its own model, through the models screen's reload, then resumes it."""
+    _saved_with("tiny-base.gguf", str(tiny_model_no_template))
+    app = RecordingApp(settings=Settings(model=str(tiny_model), max_tokens=4))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.backend is not None and not app.chat.prompt.disabled)
+        await _resume_from_f3(pilot, app)
+        why = str(app.screen.query_one("#resume-why", Static).render())
+        assert "made with   tiny-base.gguf" in why and "loaded now  tiny.gguf" in why
+        assert app.chat.history == []  # nothing resumed before the user chose
+        await pilot.press("enter")  # the focused first button: load the chat's model
+        await wait_for(pilot, lambda: app.backend is not None
+                       and app.backend.model.path == str(tiny_model_no_template)
+                       and bool(app.chat.history) and not app.chat.prompt.disabled)
+        assert [m.content for m in app.chat.history] == ["The capital of France is", " Paris."]
+        assert app.chat.backend.model.template.startswith("plain completion")  # type: ignore[union-attr]
+        app.chat.prompt.value = "and of Italy"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.finished))
+        assert app.finished[0].model.path == str(tiny_model_no_template)
+    [saved] = list_conversations()
+    assert saved.model_ref == str(tiny_model_no_template)
+    assert [m.content for m in saved.messages][:3] == ["The capital of France is", " Paris.", "and of Italy"]
+
+
+async def test_f3_continue_on_the_loaded_model_says_which_model_continues(
+        tiny_model: Path, tiny_model_no_template: Path) -> None:
+    _saved_with("tiny-base.gguf", None)  # a file from before the model's reference was saved
+    app = NoticeApp(settings=Settings(model=str(tiny_model), max_tokens=4))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.backend is not None and not app.chat.prompt.disabled)
+        await _resume_from_f3(pilot, app)
+        assert not app.screen.query("#load")  # nothing to load it from: only continue or cancel
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.chat and bool(app.chat.history))
+        assert app.backend is not None and app.backend.model.path == str(tiny_model)
+    assert any("continues on tiny.gguf" in n for n in app.notices), app.notices
+
+
+async def test_a_resumed_chat_shows_each_replys_saved_figures_and_stopped_mark() -> None:
+    """Issue 24.6: resumed replies showed "(saved)" instead of their figures, and a stopped reply lost
+    its "stopped" mark; both come from what the conversation file saved with each reply."""
+    pieces = [f"w{i} " for i in range(300)]
+    app = RecordingApp(backend=ScriptedBackend(pieces, real_delay=0.004), sampler=FixedSampler())  # type: ignore[arg-type]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.chat.backend is not None and not app.chat.prompt.disabled)
+        app.chat.prompt.value = "first"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.finished) == 1)
+        app.chat.prompt.value = "second"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.chat.meter is not None
+                       and app.chat.meter.stats.completion_tokens > 3)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.finished) == 2)
+        assert app.finished[1].stats.stop_reason == "cancelled"
+        live = [f.stats.summary_line() for f in app.finished]
+    assert "stopped" in live[1] and "stopped" not in live[0]
+    resumed = RecordingApp(backend=ScriptedBackend(["x"]), sampler=FixedSampler(),  # type: ignore[arg-type]
+                           resume=find_conversation("last"))
+    async with resumed.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(resumed.query(AssistantMessage)) == 2)
+        await pilot.pause(0.1)
+        summaries = [m.query_one(".summary", Static) for m in resumed.query(AssistantMessage)]
+        assert [str(s.render()) for s in summaries] == live
+        assert not summaries[0].has_class("stopped") and summaries[1].has_class("stopped")
+
+
+def test_conversation_files_without_figures_still_read() -> None:
+    """A file from before figures were saved: its replies read, with how they ended."""
+    log = ConversationLog("m")
+    log.append(ChatMessage(U, "q"))
+    log.append(ChatMessage(A, "partial"), stop_reason="cancelled")
+    log.close()
+    saved = read_conversation(log.path)
+    assert [r.stop_reason for r in saved.replies] == [None, "cancelled"]
+    assert saved.replies[1].stats() is None
+    from tokrace.tui.chat.turns import saved_summary
+
+    assert saved_summary(saved.replies[1]) == ("(saved without its figures) · stopped", "stopped")

@@ -69,8 +69,8 @@ async def test_the_dialog_fits_80x24_and_every_field_can_be_reached(tiny_model: 
         await wait_for(pilot, lambda: form_open(app))
         for name in (*FORM_FIELDS, "apply"):
             widget = app.screen.query_one(f"#{name}")
-            widget.focus()
-            await pilot.pause(0.05)
+            widget.focus()  # scrolls the form to it (animated: wait until it is there)
+            await wait_for(pilot, lambda w=widget: w.region.y >= 0 and w.region.bottom <= 24, timeout=3)
             region = widget.region
             assert region.width > 0 and region.x >= 0 and region.right <= 80, name
             assert region.y >= 0 and region.bottom <= 24, name
@@ -101,3 +101,30 @@ async def test_a_scripted_chat_is_not_reloaded_by_f2_without_a_model_info() -> N
         await pilot.press("f2")
         await pilot.pause(0.1)
         assert app.screen is app.chat  # "Load a model first": nothing to plan with
+
+
+@pytest.fixture(scope="module")
+def long_context_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("ctx") / "ctx8k.gguf", n_ctx=8192, name="ctx8k")
+
+
+async def test_f2_opens_with_the_first_field_focused_and_its_title_and_default_shown(
+        long_context_model: Path) -> None:
+    """Issue 24.5: digits typed right after F2 went nowhere (nothing had focus), the title was cut at
+    160 columns, and the context field's placeholder said "model's, max 8192" while an empty field
+    loads 4096 tokens."""
+    from screen_text import screen_text
+
+    app = RecordingApp(settings=Settings(model=str(long_context_model), max_tokens=3))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.backend is not None and not app.chat.prompt.disabled)
+        assert app.backend.model.n_ctx == 4096  # what an empty field gives
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: form_open(app))
+        await pilot.press("2", "0", "4", "8")
+        field = app.screen.query_one("#n_ctx", Input)
+        assert field.value == "2048"
+        assert field.placeholder == "4096 (max 8192)"
+        await pilot.pause(0.1)
+        text = " ".join(line.strip(" █") for line in screen_text(app))
+        assert "context, threads and GPU fields reload the model" in " ".join(text.split())

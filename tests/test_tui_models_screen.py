@@ -68,3 +68,23 @@ async def test_pull_then_choose(hub: FakeHub) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.chosen != "unset")
         assert app.chosen == "aaa-tiny:q4_k_m"
+
+
+async def test_the_cursor_stays_on_the_pulled_model(hub: FakeHub) -> None:
+    """Issue 24.1: the list is read again when a pull finishes; Enter must still pick the pulled model,
+    not whatever is on row 1 now."""
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.rows)
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        index = next(i for i, r in enumerate(screen.rows) if r["id"] == "aaa-tiny:q4_k_m")
+        assert index > 0  # otherwise row 1 would be right by chance
+        screen.query_one(DataTable).move_cursor(row=index)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "is ready" in str(screen.query_one("#pull-status", Static).render()))
+        table = screen.query_one(DataTable)
+        assert screen.rows[table.cursor_row]["id"] == "aaa-tiny:q4_k_m"
+        await pilot.press("enter")  # no cursor move: the pulled model is still the highlighted one
+        await wait_for(pilot, lambda: app.chosen != "unset")
+        assert app.chosen == "aaa-tiny:q4_k_m"

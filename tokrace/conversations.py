@@ -7,11 +7,13 @@ A line torn by a kill in the middle of a write is skipped on reading.
 
 Lines (``"t"`` is the line's type)::
 
-    {"t": "start", "time": ISO-8601 UTC, "model": name}
-    {"t": "msg", "role": "system"|"user"|"assistant", "content": text, "time": ..., "stop_reason": ...}
+    {"t": "start", "time": ISO-8601 UTC, "model": name, "model_ref": ref}  # ref: what loads it again
+    {"t": "msg", "role": "system"|"user"|"assistant", "content": text, "time": ...,
+     "stop_reason": ..., "figures": {...}}    # a reply's stop reason and figures (ReplyStats fields)
     {"t": "cut", "keep": n}      # regenerate / edit: the history is its first n messages again
 
-Reading replays the lines, so regenerating or editing the last message never rewrites the file.
+Reading replays the lines, so regenerating or editing the last message never rewrites the file. Files
+written before a key existed (``model_ref``, ``figures``) read as before: the key is simply missing.
 """
 
 from __future__ import annotations
@@ -20,16 +22,43 @@ import json
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tokrace.backends.base import ChatMessage
+from tokrace.backends.meter import ReplyStats
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.paths import data_dir
 
 TITLE_CHARS = 60
+SAVED_FIGURES = frozenset(f.name for f in fields(ReplyStats)) - {"token_times_s", "llama_perf"}
+"""The ``ReplyStats`` fields a reply's ``figures`` keep (not its per-token times or llama.cpp's counters,
+which the speed log has)."""
+
+
+def reply_figures(stats: ReplyStats) -> dict[str, Any]:
+    """What a conversation file keeps of a reply's figures (``SAVED_FIGURES``)."""
+    return {k: v for k, v in stats.to_dict().items() if k in SAVED_FIGURES}
+
+
+@dataclass(frozen=True, slots=True)
+class SavedReply:
+    """How a saved reply ended and its figures, as written with it (both ``None`` in older files)."""
+
+    stop_reason: str | None = None
+    figures: dict[str, Any] | None = None
+
+    def stats(self) -> ReplyStats | None:
+        """The reply's figures as ``ReplyStats`` (unknown keys ignored), ``None`` when none were saved."""
+        if not self.figures:
+            return None
+        known = {k: v for k, v in self.figures.items() if k in SAVED_FIGURES}
+        try:
+            return ReplyStats(**known)
+        except TypeError:
+            return None
 
 
 def conversations_dir() -> Path:
@@ -48,9 +77,14 @@ class SavedConversation:
     id: str
     path: Path
     model: str = ""
+    model_ref: str = ""
+    """What loads the conversation's model again (a catalog id, ``hf:`` ref, absolute path or server URL);
+    empty in files written before it was recorded, or for a model built outside the app."""
     started: str = ""
     updated: str = ""
     messages: list[ChatMessage] = field(default_factory=list)
+    replies: list[SavedReply] = field(default_factory=list)
+    """One per message, in the same order: a reply's stop reason and figures (empty for other turns)."""
 
     @property
     def title(self) -> str:
@@ -66,9 +100,13 @@ class ConversationLog:
 
     Raises ``TokraceError`` (kind ``log``) when the folder or the file cannot be written."""
 
-    def __init__(self, model: str, conversation_id: str | None = None, folder: Path | None = None) -> None:
+    def __init__(self, model: str, conversation_id: str | None = None, folder: Path | None = None, *,
+                 model_ref: str | None = None) -> None:
+        """``model``: the loaded model's name (shown); ``model_ref``: what loads it again (saved with it,
+        so a resumed chat can offer to load its own model)."""
         self.id = conversation_id or (datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3))
         self.model = model
+        self.model_ref = model_ref
         self.path = (folder or conversations_dir()) / f"{self.id}.jsonl"
         self._fd: int | None = None
         self._lock = threading.Lock()
@@ -76,7 +114,7 @@ class ConversationLog:
     @classmethod
     def resume(cls, saved: SavedConversation) -> ConversationLog:
         """Keep appending to a saved conversation's file."""
-        log = cls(saved.model, saved.id, saved.path.parent)
+        log = cls(saved.model, saved.id, saved.path.parent, model_ref=saved.model_ref or None)
         return log
 
     def _write(self, data: dict[str, Any]) -> None:
@@ -89,6 +127,8 @@ class ConversationLog:
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                     if new:
                         start = {"t": "start", "time": _now(), "model": self.model}
+                        if self.model_ref:
+                            start["model_ref"] = self.model_ref
                         line = (json.dumps(start, ensure_ascii=False) + "\n").encode("utf-8") + line
                 os.write(self._fd, line)
                 os.fsync(self._fd)
@@ -96,11 +136,15 @@ class ConversationLog:
                 raise TokraceError(f"conversation not saved: {self.path.parent} ({err.strerror or err});"
                                    " check the folder, or set TOKRACE_HOME", kind="log") from None
 
-    def append(self, message: ChatMessage, *, stop_reason: str | None = None) -> None:
-        """Save one message (a user turn when sent, a reply when it ended)."""
+    def append(self, message: ChatMessage, *, stop_reason: str | None = None,
+               figures: dict[str, Any] | None = None) -> None:
+        """Save one message (a user turn when sent, a reply when it ended, with how it ended and its
+        ``figures``: ``reply_figures(stats)``)."""
         data: dict[str, Any] = {"t": "msg", "role": message.role, "content": message.content, "time": _now()}
         if stop_reason is not None:
             data["stop_reason"] = stop_reason
+        if figures:
+            data["figures"] = figures
         self._write(data)
 
     def cut(self, keep: int) -> None:
@@ -132,12 +176,18 @@ def read_conversation(path: Path) -> SavedConversation:
         kind = data.get("t")
         if kind == "start":
             saved.model = str(data.get("model", ""))
+            saved.model_ref = str(data.get("model_ref", ""))
             saved.started = saved.updated = str(data.get("time", ""))
         elif kind == "msg" and data.get("role") in ("system", "user", "assistant"):
             saved.messages.append(ChatMessage(data["role"], str(data.get("content", ""))))
+            figures = data.get("figures")
+            stop_reason = data.get("stop_reason")
+            saved.replies.append(SavedReply(stop_reason if isinstance(stop_reason, str) else None,
+                                            figures if isinstance(figures, dict) else None))
             saved.updated = str(data.get("time", saved.updated))
         elif kind == "cut" and isinstance(data.get("keep"), int):
             del saved.messages[max(0, data["keep"]):]
+            del saved.replies[max(0, data["keep"]):]
             saved.updated = str(data.get("time", saved.updated))
     return saved
 

@@ -3,8 +3,9 @@
 ``Settings`` is the single definition: each field carries its CLI flag(s), argparse group, help text, F2
 form label and parser (``setting_values``) in one ``Knob``. From it come the command-line options
 (``settings_args.add_settings_args``), the F2 form (``tui/screens/settings_screen.py``) and
-``settings.toml`` in tokrace's config dir (``settings_file.load_settings`` / ``save_settings``). Precedence for one run: built-in defaults < the file < the flags
-given on the command line; the file only changes when the user changes a setting in the app.
+``settings.toml`` in tokrace's config dir (``settings_file.load_settings`` / ``save_settings``).
+Precedence for one run: built-in defaults < the file < the flags given on the command line; the file
+only changes when the user changes a setting in the app.
 
 ``None`` in a field means "not set": the split planner (context, GPU placement), llama.cpp (threads:
 one per physical core, seed: random; batch sizes: llama.cpp's) or the app (model: the embedded
@@ -63,7 +64,8 @@ class Knob:
     itself (a bad one is argparse's usage + error); ``False`` keeps the raw text and ``settings_from_args``
     refuses it in one line (``--tensor-split '0,0': ...``). ``form_row``: the F2 form row showing it
     (``None``: not in the form); ``placeholder``: what an empty form field means, may use
-    ``{n_ctx_train}``; ``form_choices``: (value, label) pairs for a select, ``""`` = not set.
+    ``{n_ctx_train}`` and ``{n_ctx_default}`` (the context an empty field gives); ``form_choices``:
+    (value, label) pairs for a select, ``""`` = not set.
     """
 
     label: str
@@ -159,7 +161,7 @@ class Settings(BaseModel):
     n_ctx: Annotated[int | None, Knob(
         "context (tokens)", whole_number(1), flags=("--ctx",), group="generation",
         help="context size in tokens (default: 4096, or the model's own if smaller)",
-        form_row=0, placeholder="model's, max {n_ctx_train}",
+        form_row=0, placeholder="{n_ctx_default} (max {n_ctx_train})",
     )] = None
     n_threads: Annotated[int | None, Knob(
         "CPU threads", whole_number(1), flags=("--threads", "-t"), group="generation", metavar="N",

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, Keymap
 from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 
 from tokrace.backends.base import Backend, GenerationParams
 from tokrace.backends.device_telemetry import DeviceSampler
+from tokrace.backends.remote_endpoint import is_remote_ref
 from tokrace.backends.split_planner import SplitPlan
 from tokrace.conversations import SavedConversation
 from tokrace.model_registry.errors import TokraceError
@@ -28,10 +29,11 @@ from tokrace.model_registry.units import format_bytes
 from tokrace.session import DraftSpec, LoadSpec, Session
 from tokrace.settings import Settings
 from tokrace.tui.chat.draft import DraftPicker
+from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
 from tokrace.tui.race.screen import RaceScreen, RaceSetup
 from tokrace.tui.widgets.error_modal import ErrorModal
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 
 GIL_SWITCH_INTERVAL_S = 0.001
 EXIT_GRACE_S = 5.0
@@ -115,6 +117,9 @@ class TokraceApp(App[None]):
                                context_policy=self.settings.context_policy)
         if resume is not None:
             self.chat.resume(resume)
+        self._resumed_at_start = resume
+        self._pending_resume: SavedConversation | None = None
+        """A saved chat to resume once its own model, being loaded now, is in (F3: load its model)."""
         self.price_per_hour = price_per_hour if price_per_hour is not None else self.settings.price_per_hour
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
@@ -248,9 +253,29 @@ class TokraceApp(App[None]):
                 self.uninstall_screen(race)
                 self.race = None
             old.unload()
+        self._resume_after_load(old)
+
+    def _resume_after_load(self, old: Session | None) -> None:
+        """The chat waiting for this model (F3, "load its model") is resumed on it; a chat resumed at
+        start (``--resume``) that was made with another model says which model continues it."""
+        from tokrace.tui.chat.resume import made_with_another_model
+
+        pending, self._pending_resume = self._pending_resume, None
+        if pending is not None:
+            self.chat.resume(pending)
+        start, self._resumed_at_start = self._resumed_at_start, None
+        if old is None and start is not None and made_with_another_model(start, self.session):
+            assert self.session is not None
+            self.notify(f"This chat was made with {start.model}; it continues on {self.session.model.name}"
+                        f" ({key('app.conversations')} offers to load its model).", severity="warning",
+                        timeout=10)
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        self.chat.set_status("no model loaded: Ctrl+O picks one, F2 changes the load settings")
+        if self._pending_resume is not None:
+            self._pending_resume = None
+            self.notify("The saved chat was not resumed: its model did not load.", severity="warning")
+        self.chat.set_status(keyed("no model loaded: {key:app.models} picks one, {key:app.settings} changes"
+                                   " the load settings"))
         self.push_screen(ErrorModal(say(message.error), title="Could not load the model"))
 
     # -- replies ----------------------------------------------------------------------------------
@@ -405,9 +430,9 @@ class TokraceApp(App[None]):
         """The loaded (target) model's metadata and path, or a notice that nothing is loaded."""
         if self.race is not None and self.screen is self.race:
             # F2 and Ctrl+D act on the chat's model; a lane's settings come from `tokrace race`.
-            self.notify("F2 and Ctrl+D set the chat's model: go back to the chat (Ctrl+R) first. Race lanes "
-                        "take their settings from `tokrace race` (--ctx, --threads, --draft-a/-b).",
-                        severity="warning")
+            self.notify(keyed("{key:app.settings} and {key:chat.draft} set the chat's model: go back to the"
+                              " chat ({key:app.race}) first. Race lanes take their settings from"
+                              " `tokrace race` (--ctx, --threads, --draft-a/-b)."), severity="warning")
             return None
         session = self.session
         if session is None or session.info is None:
@@ -417,13 +442,29 @@ class TokraceApp(App[None]):
 
     def _may_reload(self) -> bool:
         if self.chat.generating:
-            self.notify("Stop the reply (Esc) before reloading the model.", severity="warning")
+            self.notify(keyed("Stop the reply ({key:chat.stop}) before reloading the model."),
+                        severity="warning")
             return False
         return True
 
     def _reload(self, status: str) -> None:
         self.chat.detach_backend(status)
         self.load_model()
+
+    def set_keymap(self, keymap: Keymap) -> None:
+        """Textual's keymap (binding id → keys); the TUI's texts then name the new keys."""
+        super().set_keymap(keymap)
+        self._keys_changed()
+
+    def update_keymap(self, keymap: Keymap) -> None:
+        super().update_keymap(keymap)
+        self._keys_changed()
+
+    def _keys_changed(self) -> None:
+        """Texts already on screen that name keys say them again (new ones ask the keymap anyway)."""
+        for screen in (self.chat, self.race):
+            if screen is not None and screen.is_mounted:
+                screen.refresh_key_texts()
 
     def action_help(self) -> None:
         from tokrace.tui.screens.help_screen import HelpScreen
@@ -439,11 +480,25 @@ class TokraceApp(App[None]):
             if saved is None:
                 return
             if self.chat.generating:
-                self.notify("Stop the reply (Esc) before resuming another conversation.", severity="warning")
+                self.notify(keyed("Stop the reply ({key:chat.stop}) before resuming another conversation."),
+                            severity="warning")
+                return
+            if self.session is not None and made_with_another_model(saved, self.session):
+                self.push_screen(ResumeModelScreen(saved, self.session.model.name),
+                                 callback=lambda choice: self._resume_with(saved, choice))
                 return
             self.chat.resume(saved)
 
         self.push_screen(ConversationsScreen(), callback=chosen)
+
+    def _resume_with(self, saved: SavedConversation, choice: str | None) -> None:
+        """``load``: load the chat's own model (the models screen's reload path), then resume it on it;
+        ``continue``: resume it on the loaded model (the notice names it)."""
+        if choice == "continue":
+            self.chat.resume(saved)
+        elif choice == "load" and saved.model_ref and self._may_reload():
+            self._pending_resume = saved
+            self._switch_model(saved.model_ref)
 
     def action_open_sessions(self) -> None:
         from tokrace.tui.screens.sessions_screen import SessionsScreen
@@ -455,10 +510,17 @@ class TokraceApp(App[None]):
 
         def chosen(ref: str | None) -> None:
             if ref is not None and self._may_reload():
-                self.spec = replace(self.spec, model=ref)
-                self._reload(f"loading {ref}…")
+                self._switch_model(ref)
 
         self.push_screen(ModelsScreen(), callback=chosen)
+
+    def _switch_model(self, ref: str) -> None:
+        """Load ``ref`` as the chat's model (a new chat starts when it is another model)."""
+        self.spec = replace(self.spec, model=ref)
+        if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side
+            self.spec = replace(self.spec, draft=DraftSpec())
+            self.notify("The draft is off for a server: it drafts on its own side.")
+        self._reload(f"loading {ref}…")
 
     def action_toggle_race(self) -> None:
         """Ctrl+R: to the race screen (made once, kept with its lanes and history) and back to chat."""
@@ -477,28 +539,30 @@ class TokraceApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("New chat", "Clear the conversation (Ctrl+N)", self.chat.action_new_chat)
-        yield SystemCommand("Stop reply", "Stop the streaming reply (Esc)", self.chat.action_stop_reply)
-        yield SystemCommand("Models", "Browse, pull and switch models (Ctrl+O)", self.action_open_models)
-        yield SystemCommand("Settings", "Context, threads, GPU offload, price per hour (F2)",
-                            self.action_open_settings)
-        yield SystemCommand("Draft model", "Speculative decoding: pick a draft or prompt lookup (Ctrl+D)",
-                            self.action_choose_draft)
-        yield SystemCommand("A/B rerun without the draft", "Measure the draft's speedup (Ctrl+B)",
-                            self.chat.action_ab_rerun)
-        yield SystemCommand("Keys", "Every key of the chat (F1)", self.action_help)
-        yield SystemCommand("Conversations", "Saved chats: resume, export as Markdown (F3)",
-                            self.action_open_conversations)
-        yield SystemCommand("Copy last reply", "To the clipboard, over ssh too (Ctrl+T)",
-                            self.chat.action_copy_reply)
-        yield SystemCommand("Regenerate", "A new reply to the last message (Ctrl+G)",
-                            self.chat.action_regenerate)
-        yield SystemCommand("Edit last message", "Back into the box to edit and resend (F4)",
-                            self.chat.action_edit_last)
-        yield SystemCommand("Speed log", "Past sessions and replies, export (Ctrl+L)",
-                            self.action_open_sessions)
-        yield SystemCommand("Race", "Two models, one prompt, side by side (Ctrl+R)", self.action_toggle_race)
-
+        chat = self.chat
+        commands = (
+            ("New chat", "Clear the conversation ({key:chat.new})", chat.action_new_chat),
+            ("Stop reply", "Stop the streaming reply ({key:chat.stop})", chat.action_stop_reply),
+            ("Models", "Browse, pull and switch models ({key:app.models})", self.action_open_models),
+            ("Settings", "Context, threads, GPU offload, price per hour ({key:app.settings})",
+             self.action_open_settings),
+            ("Draft model", "Speculative decoding: pick a draft or prompt lookup ({key:chat.draft})",
+             self.action_choose_draft),
+            ("A/B rerun without the draft", "Measure the draft's speedup ({key:chat.ab})",
+             chat.action_ab_rerun),
+            ("Keys", "Every key of the chat ({key:app.help})", self.action_help),
+            ("Conversations", "Saved chats: resume, export as Markdown ({key:app.conversations})",
+             self.action_open_conversations),
+            ("Copy last reply", "To the clipboard, over ssh too ({key:chat.copy})", chat.action_copy_reply),
+            ("Regenerate", "A new reply to the last message ({key:chat.regenerate})", chat.action_regenerate),
+            ("Edit last message", "Back into the box to edit and resend ({key:chat.edit})",
+             chat.action_edit_last),
+            ("Speed log", "Past sessions and replies, export ({key:app.sessions})",
+             self.action_open_sessions),
+            ("Race", "Two models, one prompt, side by side ({key:app.race})", self.action_toggle_race),
+        )
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, keyed(help_text), callback)
 
 def _needs_reload(before: Settings, after: Settings) -> bool:
     """Whether applying ``after`` reloads the model (context, threads, GPU placement changed)."""

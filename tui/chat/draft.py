@@ -1,5 +1,6 @@
 """Speculative decoding in the chat: which draft is in use, and a picker that offers only drafts whose
-vocabulary matches the loaded model (token ids pass between the two unchanged)."""
+vocabulary matches the loaded model (token ids pass between the two unchanged). A draft outside the known
+model folders is typed into the picker's box and checked the same way (``typed_ref.check_draft_path``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, OptionList
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tokrace.backends.base import Backend
@@ -59,6 +60,9 @@ class DraftPicker(ModalScreen[DraftSpec | None]):
     DraftPicker > Vertical { width: 80; height: auto; max-height: 24; padding: 1 2;
                              border: thick $accent; background: $surface; }
     DraftPicker OptionList { height: auto; max-height: 16; }
+    DraftPicker #draft-line { color: $text-muted; height: auto; }
+    DraftPicker #draft-line.error { color: $error; }
+    DraftPicker #draft-line.empty { display: none; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="draft.cancel")]
 
@@ -77,6 +81,9 @@ class DraftPicker(ModalScreen[DraftSpec | None]):
                 Option("Prompt lookup: n-gram drafting from the context, no second model", id="lookup"),
                 Option("checking local models…", id="checking", disabled=True),
             )
+            yield Input(placeholder="…or the path of a .gguf draft (Enter checks and loads it)",
+                        id="draft-path")
+            yield Static("", id="draft-line", classes="empty", markup=False)
 
     def on_mount(self) -> None:
         self.find_drafts()
@@ -105,6 +112,41 @@ class DraftPicker(ModalScreen[DraftSpec | None]):
             self.dismiss(self._choices[1])
         elif option_id.startswith("model-"):
             self.dismiss(self._choices[int(option_id.removeprefix("model-"))])
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip():
+            self._show_line("checking…")
+            self.check_typed(event.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._show_line("")
+
+    @work(thread=True, exclusive=True, group="typed")
+    def check_typed(self, text: str) -> None:
+        """Check the typed draft off the UI thread (reads its header): a GGUF with the target's token
+        table; dismiss with it, or say in one line what is wrong."""
+        from tokrace.model_registry.errors import TokraceError
+        from tokrace.tui.screens.typed_ref import check_draft_path
+        from tokrace.tui.words import say
+
+        try:
+            path = check_draft_path(text, self.target, self.target_path)
+        except TokraceError as err:
+            self.app.call_from_thread(self._show_line, say(err), True)
+            return
+        self.app.call_from_thread(self._typed_ok, path)
+
+    def _typed_ok(self, path: str) -> None:
+        if self.is_attached and self.app.screen is self:
+            self.dismiss(DraftSpec(ref=path, k=self.current.k, adaptive=self.current.adaptive))
+
+    def _show_line(self, line: str, error: bool = False) -> None:
+        for widget in self.query("#draft-line").results(Static):
+            widget.update(line)
+            widget.set_class(not line, "empty")
+            widget.set_class(error, "error")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

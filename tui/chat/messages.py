@@ -29,11 +29,14 @@ def reply_parser() -> MarkdownIt:
 class UserMessage(Static):
     DEFAULT_CSS = """
     UserMessage { margin: 1 0 0 4; padding: 0 1; background: $primary 15%; border-left: thick $primary; }
+    UserMessage.-left-out { opacity: 55%; border-left: dashed $warning; }
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, history_index: int | None = None) -> None:
         super().__init__(text, markup=False)
         self.text = text
+        self.history_index = history_index
+        """Where this turn is in the chat's history (``None``: not in it)."""
 
 
 class AssistantMessage(Vertical):
@@ -44,16 +47,22 @@ class AssistantMessage(Vertical):
     AssistantMessage .summary.stopped { color: $warning; }
     AssistantMessage .summary.error { color: $error; }
     AssistantMessage .notice { color: $warning; }
+    AssistantMessage.-left-out { opacity: 55%; border-left: dashed $warning; }
     """
 
-    def __init__(self, text: str = "", summary: str = "generating…") -> None:
+    def __init__(self, text: str = "", summary: str = "generating…", *, state: str = "",
+                 history_index: int | None = None) -> None:
+        """``state``: ``stopped`` or ``error`` marks the summary (as ``set_summary`` does)."""
         super().__init__()
         self._text = text
         self._summary = summary
+        self._state = state if state in ("stopped", "error") else ""
+        self.history_index = history_index
+        """Where this reply is in the chat's history (``None``: not in it, e.g. an A/B rerun)."""
 
     def compose(self) -> ComposeResult:
         yield Markdown(self._text, classes="body", parser_factory=reply_parser)
-        yield Static(self._summary, classes="summary", markup=False)
+        yield Static(self._summary, classes=f"summary {self._state}".rstrip(), markup=False)
 
     @property
     def markdown(self) -> Markdown:

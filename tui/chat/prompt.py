@@ -1,18 +1,16 @@
 """The message box: multi-line, Enter sends, Shift+Enter or Ctrl+J adds a newline, a paste keeps every line.
 
 Textual's ``TextArea`` takes Enter as a newline and claims keys the chat needs (Ctrl+D delete right,
-Ctrl+C copy, PageUp/PageDown move the cursor). Enter is taken here; the chat screen's priority bindings
-take the others before the box sees them (``ChatScreen.BINDINGS``).
+Ctrl+C copy, PageUp/PageDown move the cursor). Sending and the newline are priority bindings here (with
+ids, so a keymap can move them); the chat screen's priority bindings take the others before the box sees
+them (``ChatScreen.BINDINGS``).
 """
 
 from __future__ import annotations
 
-from textual import events
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
-
-NEWLINE_KEYS = frozenset({"shift+enter", "ctrl+j"})
-"""Keys that add a newline (Ctrl+J for terminals that send Shift+Enter as a plain Enter)."""
 
 
 class PromptArea(TextArea):
@@ -22,6 +20,11 @@ class PromptArea(TextArea):
     DEFAULT_CSS = """
     PromptArea { height: auto; max-height: 10; }
     """
+    BINDINGS = [
+        Binding("enter", "submit", "Send", id="prompt.send", show=False, priority=True),
+        # Ctrl+J for terminals that send Shift+Enter as a plain Enter.
+        Binding("shift+enter,ctrl+j", "newline", "New line", id="prompt.newline", show=False, priority=True),
+    ]
 
     class Submitted(Message):
         """Enter was pressed; ``value`` is the whole text (newlines kept)."""
@@ -49,17 +52,19 @@ class PromptArea(TextArea):
         self.load_text(text)
         self.move_cursor(self.document.end)
 
-    async def _on_key(self, event: events.Key) -> None:
-        if self.read_only or self.disabled:
-            return
-        if event.key == "enter":
-            event.stop()
-            event.prevent_default()
+    # A priority binding runs when the app reads the key, before this box has handled the keys typed
+    # just before it (they wait in its queue: "hello\r" in one read). So both actions run from this
+    # box's queue (``call_later``), after those keys: the text sent is all that was typed.
+    def action_submit(self) -> None:
+        self.call_later(self._submit)
+
+    def action_newline(self) -> None:
+        self.call_later(self._newline)
+
+    def _submit(self) -> None:
+        if not (self.read_only or self.disabled):
             self.post_message(self.Submitted(self, self.text))
-            return
-        if event.key in NEWLINE_KEYS:
-            event.stop()
-            event.prevent_default()
+
+    def _newline(self) -> None:
+        if not (self.read_only or self.disabled):
             self.insert("\n")
-            return
-        await super()._on_key(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from tokrace.backends.base import ChatMessage
 from tokrace.conversations import ConversationLog
@@ -49,8 +50,9 @@ class ConversationSaver:
 
         return self._pool.submit(write)
 
-    def append(self, message: ChatMessage, stop_reason: str | None = None) -> Future[None] | None:
-        return self._run(lambda log: log.append(message, stop_reason=stop_reason))
+    def append(self, message: ChatMessage, stop_reason: str | None = None,
+               figures: dict[str, Any] | None = None) -> Future[None] | None:
+        return self._run(lambda log: log.append(message, stop_reason=stop_reason, figures=figures))
 
     def cut(self, keep: int) -> Future[None] | None:
         return self._run(lambda log: log.cut(keep))

@@ -27,22 +27,25 @@ from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.placement import ceiling_tok_s, placement_label
 from tokrace.backends.reply_extras import extras_line
 from tokrace.backends.roofline import efficiency_line, gpu_bandwidths
+from tokrace.conversations import reply_figures
 from tokrace.settings import ContextPolicy
 from tokrace.speedup import ab_summary
+from tokrace.tui.chat.context_view import context_full_notice, mark_left_out
 from tokrace.tui.chat.draft import draft_label
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.turns import ConversationScreen
 from tokrace.tui.streaming import stream_turn
 from tokrace.tui.widgets.telemetry_panel import TelemetryPanel
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 from tokrace.turn import ContextFit, Turn
 
 if TYPE_CHECKING:
     from tokrace.tui.app import TokraceApp
 
 TELEMETRY_HZ = 4
-PLACEHOLDER = "Message (Enter sends, Shift+Enter or Ctrl+J newline, F1 keys)"
+PLACEHOLDER = "Message ({key:prompt.send} sends, {keys:prompt.newline} newline, {key:app.help} keys)"
+"""The message box's placeholder; its keys are said with ``keyed`` (the user's keymap)."""
 
 
 class ReplyFinished(Message):
@@ -89,6 +92,7 @@ class ChatScreen(ConversationScreen):
     ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
                          text-overflow: ellipsis; }
     ChatScreen #prompt { margin: 0 1; }
+    ChatScreen .left-out-divider { margin: 1 0 0 0; color: $warning; }
     ChatScreen.-narrow TelemetryPanel { width: 26; }
     ChatScreen.-tiny TelemetryPanel { display: none; }
     """
@@ -159,19 +163,29 @@ class ChatScreen(ConversationScreen):
             self.prompt.disabled = True
             self.prompt.placeholder = "Loading model…"
 
-    def _show_backend(self, backend: Backend) -> None:
+    def _backend_status(self, backend: Backend) -> str:
+        """The status line for a loaded model: how prompts are formatted, threads, context, placement."""
         m = backend.model
-        self.call_after_refresh(self._set_titles, m)
         build = "" if m.gpu_offload else " · CPU-only llama.cpp build (GPU settings ignored)"
         draft = draft_label(backend)
-        draft = f" · {draft} (Ctrl+B: A/B without it)" if draft else ""
+        draft = f" · {draft} ({key('chat.ab')}: A/B without it)" if draft else ""
         plan = self.tokrace.plan
         where = f" · {placement_label(plan)}" if plan is not None else ""
-        self.set_status(f"{m.template} · {m.threads_label()} · ctx {m.n_ctx}{where}{draft}{build}")
+        return f"{m.template} · {m.threads_label()} · ctx {m.n_ctx}{where}{draft}{build}"
+
+    def _show_backend(self, backend: Backend) -> None:
+        self.call_after_refresh(self._set_titles, backend.model)
+        self.set_status(self._backend_status(backend))
         prompt = self.prompt
         prompt.disabled = False
-        prompt.placeholder = PLACEHOLDER
+        prompt.placeholder = keyed(PLACEHOLDER)
         prompt.focus()
+
+    def refresh_key_texts(self) -> None:
+        """The keymap changed: say the new keys in the placeholder and the status line."""
+        if self._ready and self.backend is not None:
+            self.prompt.placeholder = keyed(PLACEHOLDER)
+            self.set_status(self._backend_status(self.backend))
 
     def _set_titles(self, m: LoadedModel) -> None:
         # After a refresh: the Header's own children must exist before its title watchers fire.
@@ -182,6 +196,11 @@ class ChatScreen(ConversationScreen):
     def generating(self) -> bool:
         return self._cancel is not None
 
+    def _model_ref(self) -> str | None:
+        from tokrace.tui.chat.resume import loaded_ref
+
+        return loaded_ref(self.tokrace.session)
+
     # -- actions ----------------------------------------------------------------------------------
     def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         event.stop()
@@ -190,7 +209,8 @@ class ChatScreen(ConversationScreen):
         if not text.strip() or self.backend is None:
             return
         if self.generating:
-            self.notify("A reply is still streaming: wait for it or press Esc.", severity="warning")
+            self.notify(keyed("A reply is still streaming: wait for it or press {key:chat.stop}."),
+                        severity="warning")
             return
         event.prompt.value = ""
         self.send(text)
@@ -198,12 +218,14 @@ class ChatScreen(ConversationScreen):
     def send(self, text: str) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         reply = AssistantMessage()
-        messages.mount(UserMessage(text), reply)
+        user = UserMessage(text)
+        messages.mount(user, reply)
         messages.anchor()
         if not self.history and self.system_prompt:
             self.history.append(ChatMessage("system", self.system_prompt))
         self._ensure_log()
         self.history.append(ChatMessage("user", text))
+        user.history_index = len(self.history) - 1
         self.saver.append(self.history[-1])
         self._start(reply)
 
@@ -231,7 +253,7 @@ class ChatScreen(ConversationScreen):
         """Rerun the last prompt on the same loaded model without the draft, and show the speedup."""
         backend, session = self.backend, self.tokrace.session
         if backend is None or session is None or backend.capabilities.draft is None:
-            self.notify("A/B needs a draft: pick one with Ctrl+D.")
+            self.notify(keyed("A/B needs a draft: pick one with {key:chat.draft}."))
             return
         if self.generating or self.last_drafted is None or self.last_drafted_request is None:
             self.notify("Send a prompt first and let the reply finish.", severity="warning")
@@ -261,7 +283,7 @@ class ChatScreen(ConversationScreen):
         if not turn.rerun:
             assert turn.fit is not None
             self.skip = turn.fit.skip
-            self._settle_history(finished)
+            self._settle_history(finished, reply, stats)
             self.last_drafted = stats if stats.draft_model is not None else None
             self.last_drafted_request = (turn.sent, turn.params) if self.last_drafted is not None else None
             if finished.text or finished.stop_reason != "error":
@@ -273,27 +295,35 @@ class ChatScreen(ConversationScreen):
         summary += extras_line(stats, turn.window, self.tokrace.price_per_hour)
         if finished.error:
             summary += f" · {say(finished.error)}"
-        notices = [say(n) for n in (finished.notice, turn.overflow) if n]
+        notices = [say(n) for n in (context_full_notice(finished.notice, self.context_policy), turn.overflow)
+                   if n]
         reply.set_summary(summary, state=state, notice="; ".join(notices) or None)
         self.refresh_telemetry()
         self.post_message(ReplyFinished(turn))
 
-    def _settle_history(self, finished: GenerationFinished) -> None:
+    def _settle_history(self, finished: GenerationFinished, reply: AssistantMessage,
+                        stats: ReplyStats) -> None:
         """Keep the history a valid conversation after a reply: user and assistant alternate.
 
         A reply the model ended (even with no text: it closed its turn at once) is an assistant turn.
         A send that produced nothing (an error such as a prompt too long for the context, or Esc
         before the first token) did not happen: its user turn leaves the history (and the saved file)
-        and its text goes back to the empty prompt box, so nothing typed is lost."""
+        and its text goes back to the empty prompt box, so nothing typed is lost. Then the turns the
+        requests now leave out are marked. A reply is saved with how it ended and its figures, which a
+        resumed chat shows again."""
         if finished.text or finished.stop_reason in ("stop", "length", "context"):
             self.history.append(ChatMessage("assistant", finished.text))
-            self.saver.append(self.history[-1], finished.stop_reason)
-            return
-        if self.history and self.history[-1].role == "user":
+            reply.history_index = len(self.history) - 1
+            self.saver.append(self.history[-1], finished.stop_reason, reply_figures(stats))
+        elif self.history and self.history[-1].role == "user":
             text = self.history.pop().content
+            for widget in self.messages.query(UserMessage):
+                if widget.history_index == len(self.history):
+                    widget.history_index = None  # shown with its error, no longer a turn
             self.saver.cut(len(self.history))
             if not self.prompt.value:
                 self.prompt.value = text
+        mark_left_out(self.messages, self.history, self.context_policy, self.skip)
 
     def action_stop_reply(self) -> None:
         if self._cancel is not None:

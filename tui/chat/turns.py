@@ -10,12 +10,24 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 
 from tokrace.backends.base import Backend, ChatMessage
-from tokrace.conversations import ConversationLog, SavedConversation
+from tokrace.conversations import ConversationLog, SavedConversation, SavedReply
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
 from tokrace.tui.chat.prompt import PromptArea
 from tokrace.tui.chat.saving import ConversationSaver
 from tokrace.tui.streaming import StreamSafeScreen
-from tokrace.tui.words import say
+from tokrace.tui.words import keyed, say
+
+
+def saved_summary(reply: SavedReply) -> tuple[str, str]:
+    """A resumed reply's summary line and state (``stopped``, ``error`` or ""), from what was saved with
+    it: its figures as when it was shown live, else (older files) how it ended."""
+    stats = reply.stats()
+    state = {"cancelled": "stopped", "error": "error"}.get(reply.stop_reason or "", "")
+    if stats is not None:
+        return stats.summary_line(), state
+    ended = {"cancelled": " · stopped", "error": " · error", "length": " · max tokens",
+             "context": " · context full"}.get(reply.stop_reason or "", "")
+    return f"(saved without its figures){ended}", state
 
 
 class ConversationScreen(StreamSafeScreen):
@@ -62,10 +74,14 @@ class ConversationScreen(StreamSafeScreen):
         if self.app.is_running:
             self.app.call_from_thread(self.notify, say(line), severity="error")
 
+    def _model_ref(self) -> str | None:
+        """What loads the chat's model again (saved with the conversation); ``None``: unknown."""
+        return None
+
     def _ensure_log(self) -> None:
         if self.saver.log is None:
             model = self.backend.model.name if self.backend is not None else ""
-            self.saver.start(ConversationLog(model))
+            self.saver.start(ConversationLog(model, model_ref=self._model_ref()))
             for message in self.history:  # the system prompt, written with the first turn
                 self.saver.append(message)
 
@@ -80,12 +96,19 @@ class ConversationScreen(StreamSafeScreen):
         self.action_new_chat()
         self.history = list(saved.messages)
         self.saver.start(ConversationLog.resume(saved))
-        widgets = [UserMessage(m.content) if m.role == "user" else AssistantMessage(m.content, "(saved)")
-                   for m in saved.messages if m.role != "system"]
+        replies = saved.replies + [SavedReply()] * (len(saved.messages) - len(saved.replies))
+        widgets: list[UserMessage | AssistantMessage] = []
+        for i, m in enumerate(saved.messages):
+            if m.role == "user":
+                widgets.append(UserMessage(m.content, history_index=i))
+            elif m.role == "assistant":
+                summary, state = saved_summary(replies[i])
+                widgets.append(AssistantMessage(m.content, summary, state=state, history_index=i))
         if widgets:
             self.messages.mount(*widgets)
         self.messages.anchor()
-        self.notify(f"resumed: {saved.title} ({len(saved.messages)} messages)")
+        on = f" · continues on {self.backend.model.name}" if self.backend is not None else ""
+        self.notify(f"resumed: {saved.title} ({len(saved.messages)} messages){on}")
 
     # -- keys -------------------------------------------------------------------------------------
     def action_interrupt(self) -> None:
@@ -97,7 +120,7 @@ class ConversationScreen(StreamSafeScreen):
         if self.focused is prompt and prompt.selected_text:
             prompt.action_copy()
             return
-        self.notify("Nothing to stop: Ctrl+Q quits.")
+        self.notify(keyed("Nothing to stop: {key:app.quit} quits."))
 
     def action_page(self, direction: int) -> None:
         """PageUp (-1) / PageDown (1): scroll the conversation, also while typing."""
@@ -118,7 +141,7 @@ class ConversationScreen(StreamSafeScreen):
     def _drop_last_reply(self) -> str | None:
         """Remove the last exchange's reply (widgets, history); return its user text."""
         if self.generating:
-            self.notify("Stop the reply (Esc) first.", severity="warning")
+            self.notify(keyed("Stop the reply ({key:chat.stop}) first."), severity="warning")
             return None
         users = [i for i, m in enumerate(self.history) if m.role == "user"]
         if not users:

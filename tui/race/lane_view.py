@@ -59,6 +59,7 @@ class LaneView(Vertical):
     LaneView .lane-spark { height: 2; color: $accent; }
     LaneView .lane-figures { height: 1; }
     LaneView .lane-messages { height: 1fr; }
+    LaneView .lane-live { display: none; height: 1; color: $success; text-style: bold; }
     LaneView AssistantMessage { margin: 1 0 0 0; }
     LaneView UserMessage { margin: 1 0 0 4; }
     """
@@ -72,6 +73,7 @@ class LaneView(Vertical):
         yield Static("", classes="lane-info", markup=False)
         yield Static("", classes="lane-status", markup=False)
         yield Digits("–", classes="lane-tps")
+        yield Static("", classes="lane-live", markup=False)  # the digits' one-line form (short screens)
         yield Static("", classes="lane-spark", markup=False)
         yield Static("", classes="lane-figures", markup=False)
         yield VerticalScroll(classes="lane-messages")
@@ -100,6 +102,7 @@ class LaneView(Vertical):
         s = meter.stats
         live = meter.live_tok_s() if not meter.finished else s.gen_tok_s
         self.query_one(".lane-tps", Digits).update(_fmt(live, "{:.1f}"))
+        self.query_one(".lane-live", Static).update(f"{_fmt(live, '{:.1f}')} tok/s")
         points = max(1, min(SPARK_POINTS, (s.completion_tokens - 1) // 4))
         self.query_one(".lane-spark", Static).update(spark_text(meter.series(points)))
         self.query_one(".lane-figures", Static).update(
@@ -125,5 +128,6 @@ class LaneView(Vertical):
     async def clear(self) -> None:
         await self.messages.remove_children()
         self.query_one(".lane-tps", Digits).update("–")
+        self.query_one(".lane-live", Static).update("")
         self.query_one(".lane-spark", Static).update("")
         self.query_one(".lane-figures", Static).update("")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import CancelToken, GenerationParams
@@ -40,9 +40,13 @@ from tokrace.session import LoadSpec, Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, ui_cpu_budget
-from tokrace.tui.words import say
+from tokrace.tui.words import key, keyed, say
 
 TELEMETRY_HZ = 4
+SHORT_ROWS = 34
+RACE_PLACEHOLDER = ("Prompt for both (Enter races, {key:race.stop} stops both, {key:race.rerun} rerun,"
+                    " {key:race.swap} swap)")
+"""Enter is the Input's own key (no binding id: not remappable); the others are this screen's."""
 
 
 @dataclass(slots=True)
@@ -75,11 +79,19 @@ class RaceScreen(StreamSafeScreen):
     ]
     DEFAULT_CSS = """
     RaceScreen #lanes { height: 1fr; }
-    RaceScreen #verdict { height: auto; max-height: 9; padding: 0 1; border-top: hkey $primary 30%; }
-    RaceScreen #verdict.empty { display: none; }
+    RaceScreen #verdict-box { height: auto; max-height: 10; padding: 0 1; border-top: hkey $primary 30%; }
+    RaceScreen #verdict-box.empty { display: none; }
     RaceScreen #race-status { height: auto; padding: 0 1; color: $text-muted; }
     RaceScreen #race-prompt { margin: 0 1; }
+    RaceScreen.-short #verdict-box { max-height: 5; }
+    RaceScreen.-short LaneView .lane-tps { display: none; }
+    RaceScreen.-short LaneView .lane-spark { display: none; }
+    RaceScreen.-short LaneView .lane-live { display: block; }
+    RaceScreen.-short LaneView .lane-info { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
+    """Below ``SHORT_ROWS`` rows (80×24) the lanes drop their big tok/s digits and sparkline for one
+    line, and the verdict scrolls in 4 rows, so both replies stay in sight under it."""
 
     def __init__(self, setup: RaceSetup, params: GenerationParams) -> None:
         super().__init__()
@@ -102,7 +114,8 @@ class RaceScreen(StreamSafeScreen):
         with Horizontal(id="lanes"):
             yield LaneView(0, id="lane-a")
             yield LaneView(1, id="lane-b")
-        yield Static("", id="verdict", classes="empty", markup=False)
+        with VerticalScroll(id="verdict-box", classes="empty"):  # scrolls when the screen is short
+            yield Static("", id="verdict", markup=False)
         yield Static("resolving the models…", id="race-status", markup=False)
         yield Input(placeholder="Waiting for both lanes…", id="race-prompt", disabled=True)
         yield Footer()
@@ -170,9 +183,10 @@ class RaceScreen(StreamSafeScreen):
         self.views[1].query_one(".lane-title", Static).update("B · no model yet")
         for view in self.views:
             view.set_status("")
-        self.sub_title = f"{ref_a or 'the default model'} vs (lane B: Ctrl+O)"
-        self.set_status("lane B has no model: Ctrl+O chooses one")
-        self.query_one("#race-prompt", Input).placeholder = "Choose lane B's model first (Ctrl+O)"
+        choose = key("race.choose_b")
+        self.sub_title = f"{ref_a or 'the default model'} vs (lane B: {choose})"
+        self.set_status(f"lane B has no model: {choose} chooses one")
+        self.query_one("#race-prompt", Input).placeholder = f"Choose lane B's model first ({choose})"
 
     def _lanes_ready(self) -> None:
         for lane, view in zip(self.lanes, self.views, strict=True):
@@ -185,14 +199,15 @@ class RaceScreen(StreamSafeScreen):
             for lane in self.lanes:
                 lane.unload()
             self.set_status("no race: " + "; ".join(f"lane {lane.label}: {say(lane.load_error or '')}"
-                                                      for lane in bad) + " · Ctrl+O chooses lane B's model")
+                                                      for lane in bad)
+                            + keyed(" · {key:race.choose_b} chooses lane B's model"))
             return
         notes = self.plan.notes if self.plan is not None else []
         how = self.plan.describe() if self.plan is not None else self.mode
         self.set_status(" · ".join([f"mode {how}", *notes]))
         prompt = self.query_one("#race-prompt", Input)
         prompt.disabled = False
-        prompt.placeholder = "Prompt for both (Enter races, Esc stops both, Ctrl+G rerun, Ctrl+T swap)"
+        prompt.placeholder = keyed(RACE_PLACEHOLDER)
         prompt.focus()
         self._ready = True
 
@@ -203,16 +218,16 @@ class RaceScreen(StreamSafeScreen):
         if not text or not self._ready:
             return
         if self.racing:
-            self.notify("The race is still running: wait for it or press Esc.", severity="warning")
+            self.notify(keyed("The race is still running: wait for it or press {key:race.stop}."),
+                        severity="warning")
             return
         event.input.value = ""
         self.send(text)
 
     def send(self, prompt: str) -> None:
         self.last_prompt = prompt
-        verdict = self.query_one("#verdict", Static)
-        verdict.update("")
-        verdict.add_class("empty")
+        self.query_one("#verdict", Static).update("")
+        self.query_one("#verdict-box").add_class("empty")
         replies = [view.add_turn(prompt) for view in self.views]
         self._cancel = CancelToken()
         self.race(prompt, replies, self._cancel)
@@ -312,9 +327,10 @@ class RaceScreen(StreamSafeScreen):
                         price_per_hour=price if isinstance(price, (int, float)) else None)
         self.results = results
         self.verdict = verdict
-        box = self.query_one("#verdict", Static)
-        box.update("\n".join(verdict.lines))
+        self.query_one("#verdict", Static).update("\n".join(verdict.lines))
+        box = self.query_one("#verdict-box", VerticalScroll)
         box.remove_class("empty")
+        box.scroll_home(animate=False)
         self.refresh_telemetry()
         if self.setup.record:
             self.record(lanes, results)
@@ -364,11 +380,11 @@ class RaceScreen(StreamSafeScreen):
         self.last_prompt = None
         for view in self.views:
             await view.clear()
-        self.query_one("#verdict", Static).add_class("empty")
+        self.query_one("#verdict-box").add_class("empty")
 
     def action_choose_b(self) -> None:
         if self.racing:
-            self.notify("Stop the race (Esc) before changing models.", severity="warning")
+            self.notify(keyed("Stop the race ({key:race.stop}) before changing models."), severity="warning")
             return
         from tokrace.tui.screens.models_screen import ModelsScreen
 
@@ -386,6 +402,11 @@ class RaceScreen(StreamSafeScreen):
             self.load_lanes()
 
         self.app.push_screen(ModelsScreen(), callback=chosen)
+
+    def refresh_key_texts(self) -> None:
+        """The keymap changed: say the new keys in the prompt's placeholder."""
+        if self._ready:
+            self.query_one("#race-prompt", Input).placeholder = keyed(RACE_PLACEHOLDER)
 
     def stop_all(self) -> None:
         """The app is closing: stop both lanes."""

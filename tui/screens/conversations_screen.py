@@ -13,6 +13,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from tokrace.conversations import SavedConversation, conversations_dir, list_conversations, to_markdown
+from tokrace.tui.keys import keyed
 
 
 def export_markdown(saved: SavedConversation, folder: Path | None = None) -> Path:
@@ -51,7 +52,8 @@ class ConversationsScreen(ModalScreen[SavedConversation | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("[b]Saved conversations[/b] · Enter resumes · E exports Markdown · Esc closes")
+            yield Label(keyed("[b]Saved conversations[/b] · Enter resumes · {key:conversations.export}"
+                              " exports Markdown · {key:conversations.close} closes"))
             yield OptionList(Option("reading…", id="reading", disabled=True))
 
     def on_mount(self) -> None:

@@ -2,7 +2,10 @@
 with a progress bar (bytes, speed, ETA) that Esc cancels (the partial download stays for a resume).
 
 Enter on a downloaded model dismisses the screen with its id (or path); Enter on one not downloaded
-pulls it. The plan is read in a worker (a remote header for models not downloaded yet).
+pulls it. The plan is read in a worker (a remote header for models not downloaded yet). A model that is
+not listed (a file anywhere on disk, a server URL as ``-m`` takes it) is typed into the box below the list
+(``p`` or Tab goes there) and checked in a worker before the screen is dismissed with it
+(``typed_ref.check_model_ref``); a bad one is one red line under the box.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.units import format_bytes, format_params
-from tokrace.tui.words import say
+from tokrace.tui.words import keyed, say
 
 
 class ModelsScreen(Screen[str | None]):
@@ -27,7 +30,15 @@ class ModelsScreen(Screen[str | None]):
         Binding("escape", "back", "Back / cancel pull", id="models.back"),
         Binding("enter", "choose", "Use / pull", priority=True, id="models.choose"),
         Binding("r", "refresh", "Refresh", id="models.refresh"),
+        Binding("p", "type_ref", "Path / URL", id="models.type"),
     ]
+    DEFAULT_CSS = """
+    ModelsScreen DataTable { height: 1fr; }
+    ModelsScreen #plan { height: auto; max-height: 3; }
+    ModelsScreen #ref-line { color: $text-muted; height: auto; }
+    ModelsScreen #ref-line.error { color: $error; }
+    ModelsScreen #ref-line.empty { display: none; }
+    """
 
     def __init__(self, rows_fn: Any = None) -> None:
         super().__init__()
@@ -41,6 +52,9 @@ class ModelsScreen(Screen[str | None]):
         with Vertical():
             yield DataTable(id="models", cursor_type="row")
             yield Static("", id="plan")
+            yield Input(placeholder=keyed("…or type a .gguf path or http://HOST:PORT/v1[#MODEL], then"
+                                          " {key:models.choose}"), id="model-ref")
+            yield Static("", id="ref-line", classes="empty", markup=False)
             yield ProgressBar(id="pull-bar", show_eta=False)
             yield Static("", id="pull-status")
         yield Footer()
@@ -50,11 +64,13 @@ class ModelsScreen(Screen[str | None]):
         table.add_columns("", "model", "params", "size", "source")
         self.query_one(ProgressBar).display = False
         self.action_refresh()
+        table.focus()
 
     def action_refresh(self) -> None:
         from tokrace.model_registry.listing import catalog_problems
 
         table = self.query_one(DataTable)
+        highlighted = self._selected()  # the cursor stays on this model when the list is read again
         table.clear()
         try:
             self.rows = self._rows_fn()
@@ -66,6 +82,10 @@ class ModelsScreen(Screen[str | None]):
         for r in self.rows:
             table.add_row("✓" if r["downloaded"] else " ", r["id"], format_params(r["params"]),
                           format_bytes(r["size"]) if r["size"] else "?", r["where"], key=r["id"])
+        if highlighted is not None:
+            index = next((i for i, r in enumerate(self.rows) if r["id"] == highlighted["id"]), None)
+            if index is not None:
+                table.move_cursor(row=index)
 
     def _selected(self) -> dict[str, Any] | None:
         table = self.query_one(DataTable)
@@ -103,7 +123,16 @@ class ModelsScreen(Screen[str | None]):
         for widget in self.query("#plan").results(Static):
             widget.update(text)
 
+    def action_type_ref(self) -> None:
+        self.query_one("#model-ref", Input).focus()
+
     def action_choose(self) -> None:
+        box = self.query_one("#model-ref", Input)
+        if self.focused is box:
+            # Enter is a priority binding: it runs before the box handled the keys typed just before it
+            # (a path pasted or typed in one burst); read the box after them, from its own queue.
+            box.call_later(self._choose_typed)
+            return
         row = self._selected()
         if row is None or self.cancel is not None:
             return
@@ -116,6 +145,40 @@ class ModelsScreen(Screen[str | None]):
             bar.display = True
             bar.update(total=None, progress=0)
             self.pull(row["id"], self.cancel)
+
+    def _choose_typed(self) -> None:
+        text = self.query_one("#model-ref", Input).value
+        if text.strip():
+            self._show_ref_line("checking…")
+            self.check_typed(text)
+
+    @work(exclusive=True, group="typed", thread=True)
+    def check_typed(self, text: str) -> None:
+        """Check the typed model off the UI thread (a GGUF header, the catalog); dismiss with it, or say
+        in one line what is wrong."""
+        from tokrace.tui.screens.typed_ref import check_model_ref
+
+        try:
+            ref = check_model_ref(text)
+        except TokraceError as err:
+            self.app.call_from_thread(self._show_ref_line, say(err), True)
+            return
+        self.app.call_from_thread(self._typed_ok, ref)
+
+    def _typed_ok(self, ref: str) -> None:
+        if self.is_attached and self.app.screen is self:
+            self.dismiss(ref)
+
+    def _show_ref_line(self, line: str, error: bool = False) -> None:
+        """The line under the box: what is being checked, or why the typed model cannot be used."""
+        for widget in self.query("#ref-line").results(Static):
+            widget.update(line)
+            widget.set_class(not line, "empty")
+            widget.set_class(error, "error")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "model-ref":
+            self._show_ref_line("")
 
     def action_back(self) -> None:
         if self.cancel is not None:

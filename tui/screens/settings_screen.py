@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -39,6 +39,29 @@ FORM_ROWS: tuple[tuple[str, ...], ...] = _form_rows()
 FORM_FIELDS: tuple[str, ...] = tuple(name for row in FORM_ROWS for name in row)
 
 
+DIALOG_WIDTH = 100
+DIALOG_CHROME = 8
+"""Columns of the dialog that are not the form: border, padding and the scrollbar."""
+SELECT_CHROME = 9
+"""Columns a select takes around its value's label (its border, padding and arrow)."""
+
+
+def field_width(name: str) -> int:
+    """Columns a form field needs to show its label and (for a select) its longest choice whole, with
+    the gutter after it."""
+    knob = Settings.knob(name)
+    choices = max((len(label) + SELECT_CHROME for _, label in knob.form_choices), default=0)
+    return max(len(knob.label), choices) + 1
+
+
+def default_n_ctx(info: GGUFInfo) -> int:
+    """The context an empty context field loads with: the planner's default (4096), or the model's
+    trained context when smaller (``split_planner.plan_split``)."""
+    from tokrace.backends.split_planner import DEFAULT_CTX
+
+    return min(DEFAULT_CTX, info.n_ctx_train or DEFAULT_CTX)
+
+
 def parse_settings(values: Mapping[str, str], base: Settings | None = None) -> Settings:
     """The form's text (field name → text; blank = not set) applied to ``base`` (default: the defaults).
 
@@ -52,8 +75,10 @@ class SettingsScreen(ModalScreen[Settings | None]):
     SettingsScreen { align: center middle; }
     SettingsScreen > VerticalScroll { width: 100; max-width: 100%; height: auto; max-height: 100%;
                                       padding: 0 1; border: thick $accent; background: $surface; }
+    SettingsScreen #title { width: 100%; }
     SettingsScreen Horizontal { height: auto; }
-    SettingsScreen .field { width: 1fr; height: auto; margin-right: 1; }
+    SettingsScreen Grid.form-row { height: auto; grid-rows: auto; grid-gutter: 0 1; }
+    SettingsScreen .field { height: auto; }
     SettingsScreen #plan { height: auto; margin: 0 0 1 0; color: $text-muted; }
     SettingsScreen #plan.error { color: $error; }
     SettingsScreen Button { margin-right: 2; }
@@ -81,15 +106,16 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 widget = Select([(label, value) for value, label in knob.form_choices],
                                 value=self.current.as_text(name), allow_blank=False, id=name)
             else:
-                placeholder = knob.placeholder.format(n_ctx_train=self.info.n_ctx_train)
+                placeholder = knob.placeholder.format(n_ctx_train=self.info.n_ctx_train,
+                                                      n_ctx_default=default_n_ctx(self.info))
                 widget = Input(self.current.as_text(name), placeholder=placeholder, id=name)
             return Vertical(Label(knob.label), widget, classes="field")
 
         with VerticalScroll():
             yield Label(f"[b]Settings[/b] · {len(self.gpus) or 'no'} GPU(s) detected · sampling applies to"
-                        " the next reply; context, threads and GPU fields reload the model")
-            for row in FORM_ROWS:
-                with Horizontal():
+                        " the next reply; context, threads and GPU fields reload the model", id="title")
+            for i, row in enumerate(FORM_ROWS):
+                with Grid(classes="form-row", id=f"form-row-{i}"):
                     for name in row:
                         yield field(name)
             yield Static("", id="plan", markup=False)
@@ -98,7 +124,21 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.query_one(f"#{FORM_FIELDS[0]}").focus()  # typing goes into the first field at once
+        self._fit_rows()
         self.check()
+
+    def on_resize(self) -> None:
+        self._fit_rows()
+
+    def _fit_rows(self) -> None:
+        """As many fields side by side in each row as fit with their labels and choices whole; a row
+        that does not fit goes on in the next line (80 columns: the five sampling fields are 4 + 1)."""
+        width = min(DIALOG_WIDTH, self.app.size.width) - DIALOG_CHROME
+        for i, row in enumerate(FORM_ROWS):
+            need = max(field_width(name) for name in row)
+            columns = max(1, min(len(row), (width + 1) // need))
+            self.query_one(f"#form-row-{i}", Grid).styles.grid_size_columns = columns
 
     def _settings(self) -> Settings:
         values: dict[str, str] = {}
