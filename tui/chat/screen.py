@@ -65,6 +65,11 @@ class ReplyFinished(Message):
         assert self.turn.finished is not None  # posted after the reply ended
         return self.turn.finished
 
+    @property
+    def model(self) -> LoadedModel:
+        """The model the reply ran on (a later reload does not change it)."""
+        return self.turn.backend.model
+
 
 def ab_line(with_draft: ReplyStats, without: ReplyStats) -> str:
     """`` · draft speedup 4.27× (n=1, no spread) · 149.6 vs 35.0 tok/s with/without · 100% accepted ÷
