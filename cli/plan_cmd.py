@@ -152,7 +152,7 @@ def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list
 def price_line(plan: SplitPlan, price_per_hour: float, simulated: bool) -> tuple[str, dict[str, Any]]:
     """``--price-per-hour`` for a plan: the cheapest a generated token can be here, at the decode
     roofline (real replies run slower, so they cost more). Simulated GPUs have no measured bandwidth."""
-    from tokrace.backends.device_telemetry import DeviceSampler
+    from tokrace.backends.device_sampler import DeviceSampler
     from tokrace.backends.placement import ceiling_tok_s
     from tokrace.backends.roofline import cost_per_1k_tokens, cpu_bandwidth, gpu_bandwidths
 

@@ -9,7 +9,7 @@ import pytest
 from nvml_tables import ONE_RTX_6000_ADA, Q4K, Q6K, TWO_RTX_4090, FakeNvml, llama3_8b, llama3_70b
 
 from tokrace.backends import roofline
-from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSampler, DeviceSnapshot
 from tokrace.backends.roofline import (
     bytes_per_token,
     cost_per_1k_tokens,

@@ -37,7 +37,8 @@ from tokrace.model_registry.transfer import ProgressFn
 
 if TYPE_CHECKING:
     from tokrace.backends.base import CancelToken, ChatMessage
-    from tokrace.backends.device_telemetry import DeviceSampler, GpuSample
+    from tokrace.backends.device_sampler import DeviceSampler
+    from tokrace.backends.device_telemetry import GpuSample
     from tokrace.backends.meter import ReplyStats
     from tokrace.settings import Settings
     from tokrace.speedlog import Kind, ReplyRecord, SessionRecorder, SpeedLog

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from tokrace.backends.base import Backend, GenerationParams
-from tokrace.backends.device_telemetry import DeviceSampler
+from tokrace.backends.device_sampler import DeviceSampler
 from tokrace.backends.split_plan import SplitPlan
 from tokrace.conversations import SavedConversation
 from tokrace.model_registry.errors import TokraceError
