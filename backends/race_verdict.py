@@ -17,7 +17,7 @@ first token). Rules:
   (TTFT, prompt evaluation) ``cv``, a finish time ``√(TTFT² cv² + intervals · sd²)``. A difference
   within two standard errors of the difference (``2·√(se_a² + se_b²)``, about 95 %) is a **tie**; with
   no noise estimate (fewer than 3 tokens) a difference under ``FALLBACK_MARGIN`` is a tie.
-- **Conversation.** Both lanes see the same user turns, each with its own replies (``race.commit_turn``).
+- **Conversation.** Both lanes see the same user turns, each with its own replies (``race_lane.commit_turn``).
 - **Context.** The verdict states each lane's context (prompt tokens in context and how many were new).
 
 ``finish_s`` is measured from each lane's own submit in fair mode (the lanes ran one after the other)
@@ -33,30 +33,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tokrace.backends.base import LoadedModel
 from tokrace.backends.roofline import token_cost
 
 if TYPE_CHECKING:
-    from tokrace.backends.race import Lane, LaneResult
+    from tokrace.backends.race_lane import Lane, LaneResult
 
 Z = 2.0
 """Standard errors of the difference within which two figures tie (≈ 95 %)."""
 FALLBACK_MARGIN = 0.05
 """Relative difference below which two figures tie when their noise cannot be measured."""
-
-
-def lane_title(model: LoadedModel) -> str:
-    """The model's name with its quantization when the name does not say it already:
-    ``Llama 3 8B Q4_K_M``; ``smollm2-135m-instruct:q4_1`` stays as it is. A server that names its
-    model by a file path (llama-cpp-python's) shows the file name; an unknown quantization ("?") none."""
-    name = model.name
-    if "/" in name and name.endswith(".gguf"):
-        name = name.rsplit("/", 1)[1]
-    quant = model.quantization
-    squash = name.lower().replace("-", "_").replace(".", "_")
-    if quant and quant != "?" and quant.lower() not in squash:
-        name = f"{name} {quant}"
-    return name
 
 
 # -- noise -----------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from tokrace.backends.events import (
     StreamEvent,
     TokenGenerated,
 )
-from tokrace.backends.race import Lane, commit_turn, run_race
+from tokrace.backends.race import run_race
+from tokrace.backends.race_lane import Lane, commit_turn
 from tokrace.backends.race_verdict import Measure, compare, interval_spread
 
 OTHER = LoadedModel(
