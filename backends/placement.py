@@ -12,8 +12,10 @@ from typing import Any
 
 from tokrace.backends.base import LoadConfig, SplitMode
 from tokrace.backends.device_telemetry import GpuSample
+from tokrace.backends.model_bytes import HeadBytes
 from tokrace.backends.roofline import plan_ceiling_tok_s
-from tokrace.backends.split_planner import GpuDevice, HeadBytes, SplitPlan, gpus_from_samples, plan_split
+from tokrace.backends.split_plan import GpuDevice, SplitPlan, gpus_from_samples
+from tokrace.backends.split_planner import plan_split
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 
 
@@ -133,7 +135,7 @@ def describe_plan(plan: SplitPlan, info: GGUFInfo, source: str) -> list[str]:
 
 
 def _layer_words(layers: list[int], output: bool, mode: str) -> str:
-    from tokrace.backends.split_planner import layer_ranges
+    from tokrace.backends.split_plan import layer_ranges
 
     if not layers and not output:
         return "nothing"

@@ -10,152 +10,34 @@ first token). Rules:
   is named only when both lanes generated the same number of tokens; otherwise the verdict says the
   counts differ and the finish times are not compared. TTFT is compared only when both lanes evaluated
   the same number of new prompt tokens; otherwise prompt speed (tok/s) is compared instead.
-- **Noise.** With ``--repeat N`` (N ≥ 2) each figure is the mean over the runs ± their sample standard
-  deviation, as llama-bench reports; with one run, the noise of a figure is estimated from that reply's
-  per-token interval spread (coefficient of variation ``cv`` of the intervals between tokens, with a
-  robust sd: ``interval_spread``): tok/s has relative noise ``cv / √intervals``, a single timed span
-  (TTFT, prompt evaluation) ``cv``, a finish time ``√(TTFT² cv² + intervals · sd²)``. A difference
-  within two standard errors of the difference (``2·√(se_a² + se_b²)``, about 95 %) is a **tie**; with
-  no noise estimate (fewer than 3 tokens) a difference under ``FALLBACK_MARGIN`` is a tie.
-- **Conversation.** Both lanes see the same user turns, each with its own replies (``race.commit_turn``).
+- **Noise** (``backends.race_noise``). With ``--repeat N`` (N ≥ 2) each figure is the mean over the
+  runs ± their sample standard deviation, as llama-bench reports; with one run, the noise of a figure
+  is estimated from that reply's per-token interval spread. A difference within two standard errors of
+  the difference (about 95 %) is a **tie**.
+- **Conversation.** Both lanes see the same user turns, each with its own replies (``race_lane.commit_turn``).
 - **Context.** The verdict states each lane's context (prompt tokens in context and how many were new).
 
 ``finish_s`` is measured from each lane's own submit in fair mode (the lanes ran one after the other)
 and from the common start in simultaneous mode.
+
+``judge`` composes the verdict from one function per part, each reading a ``RaceTurn``, setting its
+fields of the ``Verdict`` and returning its sentences, in the order the verdict gives them:
+``judge_speed``, ``judge_finish``, ``judge_prompt`` (``judge_ttft`` for equal prompt work, else
+``judge_prompt_speed``), ``notes`` (tokens, context, noise), ``judge_efficiency``, ``judge_price``,
+``caveats`` (a shared device, lanes that failed or stopped).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tokrace.backends.base import LoadedModel
+from tokrace.backends.race_noise import Measure, compare, measure
 from tokrace.backends.roofline import token_cost
 
 if TYPE_CHECKING:
-    from tokrace.backends.race import Lane, LaneResult
-
-Z = 2.0
-"""Standard errors of the difference within which two figures tie (≈ 95 %)."""
-FALLBACK_MARGIN = 0.05
-"""Relative difference below which two figures tie when their noise cannot be measured."""
-
-
-def lane_title(model: LoadedModel) -> str:
-    """The model's name with its quantization when the name does not say it already:
-    ``Llama 3 8B Q4_K_M``; ``smollm2-135m-instruct:q4_1`` stays as it is. A server that names its
-    model by a file path (llama-cpp-python's) shows the file name; an unknown quantization ("?") none."""
-    name = model.name
-    if "/" in name and name.endswith(".gguf"):
-        name = name.rsplit("/", 1)[1]
-    quant = model.quantization
-    squash = name.lower().replace("-", "_").replace(".", "_")
-    if quant and quant != "?" and quant.lower() not in squash:
-        name = f"{name} {quant}"
-    return name
-
-
-# -- noise -----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """One lane's figure: ``value`` (mean over runs), ``sd`` (the noise of one run's value, same unit;
-    ``None`` when it cannot be measured) and ``runs`` (how many runs the mean is over)."""
-
-    value: float
-    sd: float | None
-    runs: int = 1
-
-    @property
-    def se(self) -> float | None:
-        """Standard error of ``value``: ``sd / √runs``."""
-        return None if self.sd is None else self.sd / math.sqrt(self.runs)
-
-    def show(self, pattern: str) -> str:
-        """``120.3 ± 2.1`` (``pattern`` formats both numbers), or just the value when noise is unknown."""
-        if self.sd is None:
-            return pattern.format(self.value)
-        return f"{pattern.format(self.value)} ± {pattern.format(self.sd)}"
-
-
-MAD_TO_SD = 1.4826
-"""Median absolute deviation × this = the standard deviation of a normal distribution."""
-
-
-def interval_spread(token_times_s: Sequence[float]) -> tuple[int, float, float] | None:
-    """``(intervals, mean_s, sd_s)`` of the intervals between consecutive tokens, or ``None`` with
-    fewer than two intervals (no spread to measure). ``sd_s`` is robust (1.4826 × the median absolute
-    deviation): the typical jitter between tokens, not blown up by one stall (a stall still counts in
-    the mean, so in the figure; it is not noise the next run would repeat)."""
-    gaps = [b - a for a, b in itertools.pairwise(token_times_s)]
-    if len(gaps) < 2:
-        return None
-    mean = statistics.fmean(gaps)
-    median = statistics.median(gaps)
-    mad = statistics.median(abs(g - median) for g in gaps)
-    return (len(gaps), mean, MAD_TO_SD * mad) if mean > 0 else None
-
-
-def _single_run_noise(r: LaneResult) -> dict[str, float | None]:
-    """Each figure's noise (sd, same unit) in one reply, from its per-token interval spread."""
-    s = r.stats
-    spread = interval_spread(s.token_times_s)
-    if spread is None:
-        return {"gen": None, "ttft": None, "prompt": None, "finish": None}
-    n, mean, sd = spread
-    cv = sd / mean
-    ttft_sd = s.ttft_s * cv if s.ttft_s is not None else None
-    return {
-        "gen": s.gen_tok_s * cv / math.sqrt(n) if s.gen_tok_s else None,
-        "ttft": ttft_sd,
-        "prompt": s.prompt_tok_s * cv if s.prompt_tok_s else None,
-        "finish": math.sqrt((ttft_sd or 0.0) ** 2 + n * sd * sd),
-    }
-
-
-def measure(runs: Sequence[LaneResult], key: str, value: Callable[[LaneResult], float | None]
-            ) -> Measure | None:
-    """The figure ``value`` of one lane over its ``runs``: mean ± sample sd over the runs that have it
-    (two or more), else the single run's value with its per-token noise (``key`` in
-    ``_single_run_noise``). ``None`` when no run has the figure."""
-    values = [(r, v) for r in runs if (v := value(r)) is not None]
-    if not values:
-        return None
-    if len(values) >= 2:
-        xs = [v for _, v in values]
-        return Measure(statistics.fmean(xs), statistics.stdev(xs), len(xs))
-    r, v = values[0]
-    return Measure(v, _single_run_noise(r)[key], 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """Two measures compared: ``better`` is the index (0/1) of the better one, ``None`` on a tie;
-    ``ratio`` is better ÷ worse for higher-is-better figures, worse ÷ better for times (≥ 1)."""
-
-    better: int | None
-    ratio: float
-    threshold: float | None
-    """The difference a non-tie needs (``Z`` standard errors), ``None`` when noise was unknown."""
-
-
-def compare(a: Measure, b: Measure, *, higher_is_better: bool) -> Comparison:
-    diff = abs(a.value - b.value)
-    lo, hi = sorted((a.value, b.value))
-    ratio = hi / lo if lo > 0 else math.inf
-    if a.se is not None and b.se is not None:
-        threshold: float | None = Z * math.hypot(a.se, b.se)
-        tie = diff <= (threshold or 0.0)
-    else:
-        threshold = None
-        tie = diff <= FALLBACK_MARGIN * hi
-    if tie:
-        return Comparison(None, ratio, threshold)
-    a_better = (a.value > b.value) == higher_is_better
-    return Comparison(0 if a_better else 1, ratio, threshold)
+    from tokrace.backends.race_lane import Lane, LaneResult
 
 
 def _times(ratio: float) -> str:
@@ -244,6 +126,222 @@ def _finish(r: LaneResult, mode: str, t0: float | None) -> float | None:
     return end - origin if r.ok and end is not None and origin is not None else None
 
 
+@dataclass(slots=True)
+class RaceTurn:
+    """One race turn as the verdict reads it. ``results``: the last run, one per lane in lane order;
+    ``runs``: every run of the turn (``--repeat``), each a list like ``results``; ``titles``: each lane's
+    title by label (with the lane letter when both lanes run the same model); ``mode``: the schedule."""
+
+    results: list[LaneResult]
+    runs: list[list[LaneResult]]
+    titles: dict[str, str]
+    mode: str
+    per_lane: list[list[LaneResult]] = field(init=False)
+    """Each lane's runs (``runs`` transposed)."""
+    ok_runs: list[list[LaneResult]] = field(init=False)
+    """Each lane's runs that finished well (``LaneResult.ok``)."""
+    gen: list[Measure | None] = field(init=False)
+    """Each lane's generation tok/s over its good runs; ``None``: no good run."""
+
+    def __post_init__(self) -> None:
+        self.per_lane = [[run[i] for run in self.runs] for i in range(len(self.results))]
+        self.ok_runs = [[r for r in rs if r.ok] for rs in self.per_lane]
+        self.gen = [measure(rs, "gen", lambda r: r.stats.gen_tok_s) for rs in self.ok_runs]
+
+    @classmethod
+    def of(cls, lanes: Sequence[Lane], results: Sequence[LaneResult], *, mode: str,
+           runs: Sequence[Sequence[LaneResult]] | None = None) -> RaceTurn:
+        titles = {lane.label: lane.title for lane in lanes}
+        if len(set(titles.values())) < len(titles):  # the same model twice: the lane letter tells them apart
+            titles = {label: f"{label} ({title})" for label, title in titles.items()}
+        return cls(list(results), [list(run) for run in (runs or [results])], titles, mode)
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.label for r in self.results]
+
+    @property
+    def timed(self) -> list[list[LaneResult]]:
+        """Each lane's runs that ran and have a TTFT."""
+        return [[r for r in rs if r.ran and r.stats.ttft_s] for rs in self.per_lane]
+
+
+def judge_speed(turn: RaceTurn, v: Verdict) -> list[str]:
+    """Generation speed: per token, so it compares whatever the token counts. Sets ``gen_tok_s``,
+    ``speed_ratio``, ``speed_tie`` and ``faster``."""
+    labels, titles, gen = turn.labels, turn.titles, turn.gen
+    for label, m in zip(labels, gen, strict=True):
+        if m is not None:
+            v.gen_tok_s[label] = {"mean": m.value, "sd": m.sd, "runs": m.runs}
+    if len(gen) == 2 and gen[0] is not None and gen[1] is not None:
+        c = compare(gen[0], gen[1], higher_is_better=True)
+        v.speed_ratio = c.ratio
+        if c.better is None:
+            v.speed_tie = True
+            figures = _pair(gen, 0, "{:.1f}")
+            return [f"{titles[labels[0]]} and {titles[labels[1]]} tie on speed: {figures} tok/s"
+                    " (the difference is within the run-to-run noise)"]
+        fast, slow = labels[c.better], labels[1 - c.better]
+        v.faster = fast
+        return [f"{titles[fast]} {_times(c.ratio)} faster than {titles[slow]}"
+                f" ({_pair(gen, c.better, '{:.1f}')} tok/s)"]
+    rated = [(label, m) for label, m in zip(labels, gen, strict=True) if m is not None]
+    if len(rated) == 1:
+        label, m = rated[0]
+        return [f"only {titles[label]} finished: {m.show('{:.1f}')} tok/s"]
+    return []
+
+
+def judge_finish(turn: RaceTurn, v: Verdict) -> list[str]:
+    """Finish order, only for equal work: when the token counts differ, per-token times instead. Sets
+    ``tokens``, ``finish_s``, ``tokens_differ`` and ``first``."""
+    results, labels, titles, ok_runs, mode = turn.results, turn.labels, turn.titles, turn.ok_runs, turn.mode
+    v.tokens = {r.label: r.stats.completion_tokens for r in results}
+    starts = [r.t_start for r in results if r.ran and r.t_start is not None]
+    t0 = min(starts) if starts else None
+    for r in results:
+        v.finish_s[r.label] = _finish(r, mode, t0)
+    counts = [{r.stats.completion_tokens for r in rs} for rs in ok_runs]
+    both_ok = len(ok_runs) == 2 and all(ok_runs)
+    v.tokens_differ = both_ok and counts[0] != counts[1]
+    if not both_ok:
+        return []
+    if v.tokens_differ:
+        per_tok = [f"{titles[label]} {1000 / m.value:.1f} ms/token"
+                   for label, m in zip(labels, turn.gen, strict=True) if m is not None and m.value > 0]
+        return [f"token counts differ ({labels[0]} {v.tokens[labels[0]]}, {labels[1]}"
+                f" {v.tokens[labels[1]]}): finish times not compared; per token: " + " vs ".join(per_tok)]
+    ends: dict[int, float | None] = {}
+    for run in turn.runs:
+        run_starts = [r.t_start for r in run if r.ran and r.t_start is not None]
+        for r in run:
+            ends[id(r)] = _finish(r, mode, min(run_starts) if run_starts else None)
+    finish = [measure(rs, "finish", lambda r: ends.get(id(r))) for rs in ok_runs]
+    f0, f1 = finish
+    if f0 is None or f1 is None:
+        return []
+    v.finish_s = {labels[0]: f0.value, labels[1]: f1.value}
+    c = compare(f0, f1, higher_is_better=False)
+    if c.better is None:
+        return [f"finished together within noise: {_pair(finish, 0, '{:.2f}', ' s')}"]
+    v.first = labels[c.better]
+    return [f"{titles[v.first]} finished first: {_pair(finish, c.better, '{:.2f}', ' s')}"]
+
+
+def judge_prompt(turn: RaceTurn, v: Verdict) -> list[str]:
+    """The prompt: TTFT only for equal prompt work (``judge_ttft``), prompt speed otherwise
+    (``judge_prompt_speed``); neither when a prompt's size is unknown."""
+    timed = turn.timed
+    if not (len(timed) == 2 and all(timed)):
+        return []
+    work, caveat = _prompt_work(timed, turn.titles)
+    if work == "unknown":
+        return [f"TTFT not compared: {caveat}"]
+    if work == "same":
+        return judge_ttft(turn, v, caveat)
+    return judge_prompt_speed(turn, v)
+
+
+def judge_ttft(turn: RaceTurn, v: Verdict, caveat: str = "") -> list[str]:
+    """TTFT of lanes that did the same prompt work (``caveat``: what makes that an assumption). Sets
+    ``quicker_ttft`` and ``ttft_ratio``."""
+    labels, titles = turn.labels, turn.titles
+    t = [measure(rs, "ttft", lambda r: r.stats.ttft_s) for rs in turn.timed]
+    if t[0] is None or t[1] is None:
+        return []
+    c = compare(t[0], t[1], higher_is_better=False)
+    if c.better is None:
+        return [f"TTFT {_pair(t, 0, '{:.3f}', ' s')}: a tie within noise{caveat}"]
+    v.quicker_ttft, v.ttft_ratio = labels[c.better], c.ratio
+    return [f"{titles[v.quicker_ttft]} {_times(c.ratio)} quicker to the first token"
+            f" (TTFT {_pair(t, c.better, '{:.3f}', ' s')}){caveat}"]
+
+
+def judge_prompt_speed(turn: RaceTurn, v: Verdict) -> list[str]:
+    """Prompt speed (tok/s) of lanes whose prompts differ in new tokens, whose TTFTs do not compare."""
+    labels, titles = turn.labels, turn.titles
+    p = [measure(rs, "prompt", lambda r: r.stats.prompt_tok_s) for rs in turn.timed]
+    text = "prompts differ in new tokens: TTFT not compared"
+    if p[0] is not None and p[1] is not None:
+        c = compare(p[0], p[1], higher_is_better=True)
+        if c.better is None:
+            text += f"; prompt speed {_pair(p, 0, '{:.0f}')} tok/s (a tie within noise)"
+        else:
+            text += (f"; {titles[labels[c.better]]} {_times(c.ratio)} faster per prompt token"
+                     f" ({_pair(p, c.better, '{:.0f}')} tok/s)")
+    return [text]
+
+
+def notes(turn: RaceTurn, v: Verdict) -> list[str]:
+    """What the figures stand on: each lane's tokens and context, and where the noise came from. Sets
+    ``context``."""
+    results = turn.results
+    for r in results:
+        if r.ran:
+            v.context[r.label] = {"in_context": r.stats.prompt_tokens, "new": r.stats.prompt_eval_tokens}
+    lines = []
+    if any(r.ran for r in results):
+        line = "tokens " + " · ".join(f"{r.label} {r.stats.completion_tokens}" for r in results)
+        if v.context:
+            line += "; context " + " · ".join(
+                f"{label} {_count(c['in_context'])} tok ({_count(c['new'])} new)"
+                for label, c in v.context.items())
+        lines.append(line)
+    if turn.gen and any(m is not None for m in turn.gen):
+        if len(turn.runs) >= 2:
+            lines.append(f"noise: {len(turn.runs)} runs each, mean ± sd over the runs")
+        else:
+            lines.append("noise: one run each, ± from the spread between tokens"
+                         " (repeat the race for run-to-run noise)")
+    return lines
+
+
+def judge_efficiency(turn: RaceTurn, v: Verdict, ceilings: Mapping[str, float | None] | None) -> list[str]:
+    """Each lane's tok/s as a share of its bandwidth roofline (``ceilings``, tok/s by label). Sets
+    ``efficiency``."""
+    for r in turn.results:
+        ceiling = (ceilings or {}).get(r.label)
+        v.efficiency[r.label] = (r.stats.gen_tok_s / ceiling
+                                 if ceiling and r.ok and r.stats.gen_tok_s else None)
+    if not any(e is not None for e in v.efficiency.values()):
+        return []
+    return ["efficiency " + " · ".join(
+        f"{label} {e:.0%}" if e is not None else f"{label} –" for label, e in v.efficiency.items()
+    ) + " of the bandwidth limit"]
+
+
+def judge_price(turn: RaceTurn, v: Verdict, price_per_hour: float | None) -> list[str]:
+    """Cost per 1K generated tokens at ``price_per_hour`` (``roofline.token_cost``). Sets
+    ``cost_per_1k_generated``."""
+    if not price_per_hour:
+        return []
+    parts = []
+    for label, m in zip(turn.labels, turn.gen, strict=True):
+        cost = token_cost(price_per_hour, None, m.value if m is not None else None)
+        v.cost_per_1k_generated[label] = cost.generated_per_1k
+        x = cost.generated_per_1k
+        parts.append(f"{label} " + ("–" if x is None else f"${x:.5f}" if x < 0.01 else f"${x:.4f}"))
+    return [f"cost at ${price_per_hour:g}/h: " + " · ".join(parts) + " per 1K generated tokens"]
+
+
+def caveats(turn: RaceTurn, v: Verdict) -> list[str]:
+    """What limits the figures: lanes that shared one device, lanes that failed, did not run or were
+    stopped."""
+    lines = []
+    if v.mode == "simultaneous" and v.shared_device:
+        lines.append("simultaneous on one device: the lanes shared it (threads split), so each ran"
+                     " slower than alone; fair mode gives solo speeds")
+    for r in turn.results:
+        title = turn.titles[r.label]
+        if r.error is not None:
+            lines.append(f"{title} failed: {r.error}")
+        elif not r.ran:
+            lines.append(f"{title} did not run (race stopped)")
+        elif r.finished is not None and r.finished.stop_reason == "cancelled":
+            lines.append(f"{title} stopped after {r.stats.completion_tokens} tokens")
+    return lines
+
+
 def judge(
     lanes: Sequence[Lane],
     results: Sequence[LaneResult],
@@ -256,147 +354,10 @@ def judge(
 ) -> Verdict:
     """Judge one race turn. ``results``: the last run, one per lane in lane order; ``runs``: every run
     of the turn (``--repeat``), each a list like ``results`` (default: just ``results``)."""
-    all_runs = [list(run) for run in (runs or [results])]
-    v = Verdict(mode=mode, shared_device=shared_device, runs=len(all_runs))
-    titles = {lane.label: lane.title for lane in lanes}
-    if len(set(titles.values())) < len(titles):  # the same model twice: the lane letter tells them apart
-        titles = {label: f"{label} ({title})" for label, title in titles.items()}
-    v.tokens = {r.label: r.stats.completion_tokens for r in results}
-
-    problems: list[str] = []
-    for r in results:
-        if r.error is not None:
-            problems.append(f"{titles[r.label]} failed: {r.error}")
-        elif not r.ran:
-            problems.append(f"{titles[r.label]} did not run (race stopped)")
-        elif r.finished is not None and r.finished.stop_reason == "cancelled":
-            problems.append(f"{titles[r.label]} stopped after {r.stats.completion_tokens} tokens")
-
-    per_lane: list[list[LaneResult]] = [[run[i] for run in all_runs] for i in range(len(results))]
-    ok_runs = [[r for r in rs if r.ok] for rs in per_lane]
-    labels = [r.label for r in results]
-    lines: list[str] = []
-
-    # Generation speed: per token, so it compares whatever the token counts.
-    gen = [measure(rs, "gen", lambda r: r.stats.gen_tok_s) for rs in ok_runs]
-    for label, m in zip(labels, gen, strict=True):
-        if m is not None:
-            v.gen_tok_s[label] = {"mean": m.value, "sd": m.sd, "runs": m.runs}
-    if len(gen) == 2 and gen[0] is not None and gen[1] is not None:
-        c = compare(gen[0], gen[1], higher_is_better=True)
-        v.speed_ratio = c.ratio
-        if c.better is None:
-            v.speed_tie = True
-            figures = _pair(gen, 0, "{:.1f}")
-            lines.append(f"{titles[labels[0]]} and {titles[labels[1]]} tie on speed: {figures} tok/s"
-                         " (the difference is within the run-to-run noise)")
-        else:
-            fast, slow = labels[c.better], labels[1 - c.better]
-            v.faster = fast
-            lines.append(f"{titles[fast]} {_times(c.ratio)} faster than {titles[slow]}"
-                         f" ({_pair(gen, c.better, '{:.1f}')} tok/s)")
-    else:
-        rated = [(label, m) for label, m in zip(labels, gen, strict=True) if m is not None]
-        if len(rated) == 1:
-            label, m = rated[0]
-            lines.append(f"only {titles[label]} finished: {m.show('{:.1f}')} tok/s")
-
-    # Finish times: only for equal work.
-    starts = [r.t_start for r in results if r.ran and r.t_start is not None]
-    t0 = min(starts) if starts else None
-    for r in results:
-        v.finish_s[r.label] = _finish(r, mode, t0)
-    counts = [{r.stats.completion_tokens for r in rs} for rs in ok_runs]
-    both_ok = len(ok_runs) == 2 and all(ok_runs)
-    v.tokens_differ = both_ok and counts[0] != counts[1]
-    if both_ok and v.tokens_differ:
-        per_tok = [f"{titles[label]} {1000 / m.value:.1f} ms/token"
-                   for label, m in zip(labels, gen, strict=True) if m is not None and m.value > 0]
-        lines.append(f"token counts differ ({labels[0]} {v.tokens[labels[0]]}, {labels[1]}"
-                     f" {v.tokens[labels[1]]}): finish times not compared; per token: "
-                     + " vs ".join(per_tok))
-    elif both_ok:
-        ends: dict[int, float | None] = {}
-        for run in all_runs:
-            run_starts = [r.t_start for r in run if r.ran and r.t_start is not None]
-            for r in run:
-                ends[id(r)] = _finish(r, mode, min(run_starts) if run_starts else None)
-        finish = [measure(rs, "finish", lambda r: ends.get(id(r))) for rs in ok_runs]
-        f0, f1 = finish
-        if f0 is not None and f1 is not None:
-            v.finish_s = {labels[0]: f0.value, labels[1]: f1.value}
-            c = compare(f0, f1, higher_is_better=False)
-            if c.better is None:
-                lines.append(f"finished together within noise: {_pair(finish, 0, '{:.2f}', ' s')}")
-            else:
-                v.first = labels[c.better]
-                lines.append(f"{titles[v.first]} finished first: {_pair(finish, c.better, '{:.2f}', ' s')}")
-
-    # Prompt: TTFT only for equal prompt work, prompt speed otherwise.
-    for r in results:
-        if r.ran:
-            v.context[r.label] = {"in_context": r.stats.prompt_tokens, "new": r.stats.prompt_eval_tokens}
-    timed = [[r for r in rs if r.ran and r.stats.ttft_s] for rs in per_lane]
-    if len(timed) == 2 and all(timed):
-        work, caveat = _prompt_work(timed, titles)
-        if work == "unknown":
-            lines.append(f"TTFT not compared: {caveat}")
-        elif work == "same":
-            t = [measure(rs, "ttft", lambda r: r.stats.ttft_s) for rs in timed]
-            if t[0] is not None and t[1] is not None:
-                c = compare(t[0], t[1], higher_is_better=False)
-                if c.better is None:
-                    lines.append(f"TTFT {_pair(t, 0, '{:.3f}', ' s')}: a tie within noise{caveat}")
-                else:
-                    v.quicker_ttft, v.ttft_ratio = labels[c.better], c.ratio
-                    lines.append(f"{titles[v.quicker_ttft]} {_times(c.ratio)} quicker to the first token"
-                                 f" (TTFT {_pair(t, c.better, '{:.3f}', ' s')}){caveat}")
-        else:
-            p = [measure(rs, "prompt", lambda r: r.stats.prompt_tok_s) for rs in timed]
-            text = "prompts differ in new tokens: TTFT not compared"
-            if p[0] is not None and p[1] is not None:
-                c = compare(p[0], p[1], higher_is_better=True)
-                if c.better is None:
-                    text += f"; prompt speed {_pair(p, 0, '{:.0f}')} tok/s (a tie within noise)"
-                else:
-                    text += (f"; {titles[labels[c.better]]} {_times(c.ratio)} faster per prompt token"
-                             f" ({_pair(p, c.better, '{:.0f}')} tok/s)")
-            lines.append(text)
-    if any(r.ran for r in results):
-        line = "tokens " + " · ".join(f"{r.label} {r.stats.completion_tokens}" for r in results)
-        if v.context:
-            line += "; context " + " · ".join(
-                f"{label} {_count(c['in_context'])} tok ({_count(c['new'])} new)"
-                for label, c in v.context.items())
-        lines.append(line)
-    if gen and any(m is not None for m in gen):
-        if v.runs >= 2:
-            lines.append(f"noise: {v.runs} runs each, mean ± sd over the runs")
-        else:
-            lines.append("noise: one run each, ± from the spread between tokens"
-                         " (repeat the race for run-to-run noise)")
-
-    for r in results:
-        ceiling = (ceilings or {}).get(r.label)
-        v.efficiency[r.label] = (r.stats.gen_tok_s / ceiling
-                                 if ceiling and r.ok and r.stats.gen_tok_s else None)
-    if any(e is not None for e in v.efficiency.values()):
-        lines.append("efficiency " + " · ".join(
-            f"{label} {e:.0%}" if e is not None else f"{label} –" for label, e in v.efficiency.items()
-        ) + " of the bandwidth limit")
-    if price_per_hour:
-        parts = []
-        for label, m in zip(labels, gen, strict=True):
-            cost = token_cost(price_per_hour, None, m.value if m is not None else None)
-            v.cost_per_1k_generated[label] = cost.generated_per_1k
-            x = cost.generated_per_1k
-            parts.append(f"{label} " + ("–" if x is None else f"${x:.5f}" if x < 0.01 else f"${x:.4f}"))
-        lines.append(f"cost at ${price_per_hour:g}/h: " + " · ".join(parts) + " per 1K generated tokens")
-
-    if mode == "simultaneous" and shared_device:
-        lines.append("simultaneous on one device: the lanes shared it (threads split), so each ran"
-                     " slower than alone; fair mode gives solo speeds")
-    v.lines = lines + problems
+    turn = RaceTurn.of(lanes, results, mode=mode, runs=runs)
+    v = Verdict(mode=mode, shared_device=shared_device, runs=len(turn.runs))
+    v.lines = [*judge_speed(turn, v), *judge_finish(turn, v), *judge_prompt(turn, v), *notes(turn, v),
+               *judge_efficiency(turn, v, ceilings), *judge_price(turn, v, price_per_hour), *caveats(turn, v)]
     if results and not v.lines:
         v.lines.append("no lane produced a reply")
     return v

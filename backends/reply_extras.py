@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokrace.backends.device_telemetry import WindowStats
+from tokrace.backends.device_sampler import WindowStats
 from tokrace.backends.meter import ReplyStats
 from tokrace.backends.roofline import token_cost
 from tokrace.model_registry.units import format_bytes

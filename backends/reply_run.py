@@ -8,7 +8,7 @@ becomes an ``error`` reply with the text it had produced, so the consumer (the o
 UI) goes on instead of failing.
 
 It holds no Textual and writes no log: the application layer's ``tokrace.turn.Turn`` adds the device
-window, the context fit and the speed-log record around it; race lanes (``backends.race``) use it
+window, the context fit and the speed-log record around it; race lanes (``backends.race_lane``) use it
 directly. Events keep the backend's own ``perf_counter`` timestamps, so the figures do not depend on
 which thread iterates (the TUI's event pump, the CLI's main thread, a race lane's thread).
 """

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 from tokrace.model_registry.paths import cache_dir
 
 if TYPE_CHECKING:  # token_cost is on the --help path (race_verdict): numpy, psutil, gguf load on use
-    from tokrace.backends.device_telemetry import DeviceSnapshot
-    from tokrace.backends.split_planner import SplitPlan
+    from tokrace.backends.device_sampler import DeviceSnapshot
+    from tokrace.backends.split_plan import SplitPlan
 
 CACHE_FILE = "cpu_bandwidth.json"
 

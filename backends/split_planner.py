@@ -1,7 +1,12 @@
 """Where a model's layers go: which GPU holds what, and what stays on the CPU.
 
-Pure logic over a ``GGUFInfo`` and a list of ``GpuDevice`` (real, from telemetry, or simulated with
-``--gpus 24,24``). The answer is a ``SplitPlan`` whose ``load_kwargs()`` feed ``backends.base.LoadConfig``.
+Pure logic over a ``GGUFInfo`` and a list of ``GpuDevice`` (``backends.split_plan``). The answer is a
+``SplitPlan`` (``backends.split_plan``) whose ``load_kwargs()`` feed ``backends.base.LoadConfig``; the
+sizes it places come from ``backends.model_bytes``. This module holds the placement rule and the search:
+
+- ``llama_layer_devices``: llama.cpp's rule for which device holds each layer;
+- ``plan_split``: checks the user's overrides (``n_gpu_layers``, ``tensor_split``, ``split_mode``,
+  ``main_gpu``, ``n_ctx``) or chooses them: the most layers that fit, in a split that fits every GPU.
 
 It mirrors how llama.cpp (``llama_model::load_tensors``) places tensors, so a plan is what will happen:
 - ``n_gpu_layers = N`` offloads the *last* N "layers", counting the output head as layer ``n_layers``
@@ -13,198 +18,23 @@ It mirrors how llama.cpp (``llama_model::load_tensors``) places tensors, so a pl
   proportions; the KV cache, output head and compute buffer live on ``main_gpu`` (approximation: norms and
   biases are counted as split too, a few KB per layer).
 - split mode "none": one GPU, ``main_gpu``.
-
-The compute buffer is an estimate (llama.cpp reports the real one on load).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import count, groupby
-from typing import Any, Literal
 
 import numpy as np
 
+from tokrace.backends.model_bytes import HeadBytes, estimate_compute_bytes, kv_bytes_per_layer
+from tokrace.backends.split_plan import GIB, DevicePlan, GpuDevice, HostPlan, SplitModeName, SplitPlan
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo
 
-SplitModeName = Literal["none", "layer", "row"]
-GIB = 1 << 30
 DEFAULT_RESERVE_BYTES = 512 << 20
 """Per GPU, kept free for the CUDA context and cuBLAS workspace (about 300–500 MiB in practice)."""
 DEFAULT_CTX = 4096
-DEFAULT_UBATCH = 512
-
-
-@dataclass(frozen=True, slots=True)
-class GpuDevice:
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-
-
-def simulated_gpus(sizes_gib: Sequence[float]) -> list[GpuDevice]:
-    """``[24, 24]`` → two empty 24 GiB GPUs ("24 GB" on a box is 24 GiB as nvidia-smi counts)."""
-    gpus = []
-    for i, size in enumerate(sizes_gib):
-        if not size > 0:
-            raise TokraceError(f"GPU {i} size must be above 0 GiB, got {size}; e.g. --gpus 24,24",
-                               kind="usage")
-        n = int(size * GIB)
-        gpus.append(GpuDevice(i, f"simulated {size:g} GiB", n, n))
-    return gpus
-
-
-def gpus_from_samples(samples: Sequence[Any], *, count_own_as_free: bool = False) -> list[GpuDevice]:
-    """From telemetry ``GpuSample``s. ``count_own_as_free``: planning a reload, so VRAM this process
-    holds now will be released first."""
-    out = []
-    for s in samples:
-        free = s.vram_total_bytes - s.vram_used_bytes
-        if count_own_as_free and s.vram_process_bytes:
-            free += s.vram_process_bytes
-        out.append(GpuDevice(s.index, s.name, s.vram_total_bytes, max(0, free)))
-    return out
-
-
-def estimate_compute_bytes(info: GGUFInfo, n_ctx: int, n_ubatch: int = DEFAULT_UBATCH) -> int:
-    """4 bytes × ubatch × (max(heads × ctx, vocab) + 4 × embd): the attention scores or the logits,
-    whichever is wider, plus hidden-state temporaries (f32, no flash attention)."""
-    heads = info.n_head or 0
-    widest = max(heads * n_ctx, info.n_vocab)
-    return 4 * n_ubatch * (widest + 4 * (info.n_embd or 0))
-
-
-def kv_bytes_per_layer(info: GGUFInfo, bytes_per_element: float = 2.0) -> list[int]:
-    """Per token, per layer (models such as Gemma or OpenELM vary the KV head count by layer)."""
-    if not info.n_layers:
-        return []
-    per_layer = info.metadata.get(f"{info.architecture}.attention.head_count_kv")
-    if isinstance(per_layer, list) and len(per_layer) == info.n_layers and info.head_dim:
-        return [int(2 * h * info.head_dim * bytes_per_element) for h in per_layer]
-    total = info.kv_bytes_per_token(bytes_per_element)
-    return [total // info.n_layers] * info.n_layers
-
-
-@dataclass(slots=True)
-class DevicePlan:
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-    reserve_bytes: int
-    layers: list[int] = field(default_factory=list)
-    """Repeating layers held here (whole layers in layer mode; a share of each in row mode)."""
-    has_output: bool = False
-    weights_bytes: int = 0
-    kv_bytes: int = 0
-    compute_bytes: int = 0
-
-    @property
-    def planned_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes
-
-    @property
-    def usable_bytes(self) -> int:
-        return max(0, self.free_bytes - self.reserve_bytes)
-
-    @property
-    def fits(self) -> bool:
-        return self.planned_bytes <= self.usable_bytes
-
-
-@dataclass(slots=True)
-class HostPlan:
-    """What stays in RAM: the input embedding, CPU layers, their KV cache."""
-
-    weights_bytes: int
-    kv_bytes: int
-    compute_bytes: int
-    layers: list[int]
-    free_bytes: int | None = None
-    embedding_bytes: int = 0
-    """The input embedding matrix (``token_embd.weight``), part of ``weights_bytes``."""
-    unread_bytes: int = 0
-    """What a decode step does not read of ``weights_bytes``: the input embedding is a lookup of one
-    row, so all of it but that row, unless the tied output head on the CPU reads it whole anyway."""
-
-    @property
-    def planned_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes
-
-
-@dataclass(slots=True)
-class SplitPlan:
-    n_layers: int
-    n_gpu_layers: int
-    """Offloaded layers counting the output head, as llama.cpp counts them (``n_layers + 1`` = all)."""
-    tensor_split: list[float]
-    split_mode: SplitModeName
-    main_gpu: int
-    n_ctx: int
-    kv_bytes_per_token: int
-    per_device: list[DevicePlan]
-    host: HostPlan
-    overridden: bool = False
-
-    @property
-    def cpu_layers(self) -> int:
-        """Repeating layers that stay on the CPU."""
-        return len(self.host.layers)
-
-    @property
-    def fits(self) -> bool:
-        """GPUs: the whole model is offloaded and every GPU holds its share. No GPU: it fits in RAM."""
-        if not self.per_device:
-            return self.fits_in_ram is not False
-        return self.n_gpu_layers == self.n_layers + 1 and all(d.fits for d in self.per_device)
-
-    @property
-    def fits_in_ram(self) -> bool | None:
-        """Whether what stays on the CPU fits the RAM available; ``None``: RAM not known (not checked)."""
-        if self.host.free_bytes is None:
-            return None
-        return self.host.planned_bytes <= self.host.free_bytes
-
-    def load_kwargs(self) -> dict[str, Any]:
-        """Fields for ``backends.base.LoadConfig``."""
-        multi = len(self.per_device) > 1 and self.split_mode != "none"
-        return {"n_gpu_layers": self.n_gpu_layers, "split_mode": self.split_mode,
-                "tensor_split": list(self.tensor_split) if multi else None, "main_gpu": self.main_gpu}
-
-    def to_dict(self) -> dict[str, Any]:
-        def gib(n: int) -> float:
-            return round(n / GIB, 2)
-
-        h = self.host
-        return {
-            "n_layers": self.n_layers, "n_gpu_layers": self.n_gpu_layers, "cpu_layers": self.cpu_layers,
-            "tensor_split": self.tensor_split, "split_mode": self.split_mode, "main_gpu": self.main_gpu,
-            "fits": self.fits, "fits_in_ram": self.fits_in_ram, "n_ctx": self.n_ctx,
-            "kv_bytes_per_token": self.kv_bytes_per_token,
-            "units": "GiB (2**30 bytes), as llama.cpp and nvidia-smi count",
-            "per_device": [
-                {"index": d.index, "name": d.name, "total_gib": gib(d.total_bytes),
-                 "free_gib": gib(d.free_bytes), "planned_gib": gib(d.planned_bytes),
-                 "weights_gib": gib(d.weights_bytes), "kv_gib": gib(d.kv_bytes),
-                 "compute_gib": gib(d.compute_bytes), "layers": layer_ranges(d.layers),
-                 "output_head": d.has_output, "fits": d.fits}
-                for d in self.per_device
-            ],
-            "cpu": {"planned_gib": gib(h.planned_bytes), "weights_gib": gib(h.weights_bytes),
-                    "kv_gib": gib(h.kv_bytes), "layers": layer_ranges(h.layers),
-                    "available_gib": gib(h.free_bytes) if h.free_bytes is not None else None},
-        }
-
-
-def layer_ranges(layers: Sequence[int]) -> str:
-    """[0, 1, 2, 5] → "0-2,5"."""
-    step = count()
-    runs = [list(g) for _, g in groupby(layers, key=lambda i: i - next(step))]
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
 
 
 def llama_layer_devices(split: Sequence[float], n_gpu_layers: int, n_layers: int) -> list[int | None]:
@@ -222,61 +52,6 @@ def llama_layer_devices(split: Sequence[float], n_gpu_layers: int, n_layers: int
         x = np.float32(il - start) / np.float32(act)
         out.append(min(int(np.searchsorted(points, x, side="right")), len(split) - 1))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class HeadBytes:
-    """The non-layer tensors: the input embedding (always on the CPU) and the output head (offloaded as
-    the last "layer").
-
-    A tied head (no ``output.weight``) is the embedding itself: llama.cpp (``create_tensor`` with
-    ``TENSOR_DUPLICATED``) reuses the embedding's tensor when the head stays in the same CPU buffer, and
-    copies it to the GPU when the head is offloaded. So ``output_bytes`` costs memory only on a GPU."""
-
-    input_bytes: int
-    """Non-layer bytes that stay in RAM: the input embedding (and, tied, the norms)."""
-    output_bytes: int
-    """The output head as placed on a GPU (tied: the embedding's copy)."""
-    tied: bool = False
-    embd_bytes: int | None = None
-    """The input embedding matrix alone; ``None``: all of ``input_bytes``."""
-    n_vocab: int = 0
-    """Rows of the embedding (a decode step looks one up); 0: unknown, the whole matrix is counted."""
-
-    @property
-    def embedding_bytes(self) -> int:
-        return self.input_bytes if self.embd_bytes is None else self.embd_bytes
-
-    @property
-    def embedding_row_bytes(self) -> int:
-        """One row of the input embedding: what a decode step's lookup reads of it."""
-        return self.embedding_bytes // self.n_vocab if self.n_vocab > 0 else self.embedding_bytes
-
-    @classmethod
-    def estimate(cls, info: GGUFInfo) -> HeadBytes:
-        # Without the tensor table, assume embedding and head are the same size (same shape); the head
-        # is often stored at more bits, which the per-GPU reserve absorbs. Use ``from_file`` when local.
-        half = info.non_layer_bytes // 2
-        return cls(info.non_layer_bytes - half, half, n_vocab=info.n_vocab)
-
-    @classmethod
-    def from_info(cls, info: GGUFInfo) -> HeadBytes:
-        """Exact sizes from the header's tensor table (all shards of a split model)."""
-        other = info.non_layer_bytes
-        if not info.embd_bytes:  # a header without a tensor table: estimate
-            return cls.estimate(info)
-        if info.output_bytes is not None:
-            return cls(info.embd_bytes, other - info.embd_bytes, n_vocab=info.n_vocab)
-        # Tied: the head is the embedding (a GPU copy when offloaded).
-        return cls(other, info.embd_bytes, tied=True, embd_bytes=info.embd_bytes, n_vocab=info.n_vocab)
-
-    @classmethod
-    def from_file(cls, path: str) -> HeadBytes:
-        """Exact sizes from a local GGUF's tensor table (no weights read; a split model's first shard
-        stands for all of them; a header without its tensor data is enough)."""
-        from tokrace.model_registry.gguf_meta import read_gguf_info
-
-        return cls.from_info(read_gguf_info(path, allow_incomplete=True))
 
 
 def _check_overrides(

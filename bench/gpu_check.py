@@ -155,7 +155,7 @@ def check(path: Path, config: str, gpus: list[Any], n_gpu_layers: int | None, *,
     """Load ``path`` as ``config`` through tokrace's load path and compare planned vs measured."""
     from tokrace.backends import llama_log
     from tokrace.backends.bench_engine import LlamaDecodeTarget, time_test
-    from tokrace.backends.device_telemetry import DeviceSampler
+    from tokrace.backends.device_sampler import DeviceSampler
     from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
     from tokrace.backends.roofline import cpu_bandwidth, gpu_bandwidths
     from tokrace.session import LoadSpec, prepare

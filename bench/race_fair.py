@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from tokrace.backends.base import CancelToken, GenerationParams  # noqa: E402
 from tokrace.backends.placement import PlacementRequest  # noqa: E402
-from tokrace.backends.race import run_lane, run_race  # noqa: E402
+from tokrace.backends.race import run_race  # noqa: E402
+from tokrace.backends.race_lane import run_lane  # noqa: E402
 from tokrace.race_setup import plan_race  # noqa: E402
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tokrace.backends.device_telemetry import DeviceSampler, detect_gpus, load_nvml  # noqa: E402
+from tokrace.backends.device_sampler import DeviceSampler  # noqa: E402
+from tokrace.backends.device_telemetry import detect_gpus, load_nvml  # noqa: E402
 
 BUDGET = 0.01
 

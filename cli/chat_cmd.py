@@ -73,7 +73,8 @@ def _interruptible(events: Iterator[StreamEvent], cancel: CancelToken,
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokrace.backends.device_telemetry import DeviceSampler, detect_gpus
+    from tokrace.backends.device_sampler import DeviceSampler
+    from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.reply_extras import extras, extras_line
     from tokrace.cli.words import say
     from tokrace.model_registry.errors import TokraceError

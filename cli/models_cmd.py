@@ -104,7 +104,7 @@ def _gpu_free(spec: str | None) -> list[int]:
     """Free bytes per GPU: ``--gpus`` as given (GiB, parsed as ``tokrace plan`` does; the split planner
     refuses a size of 0), else the GPUs NVML finds (none: CPU only)."""
     from tokrace.backends.device_telemetry import detect_gpus
-    from tokrace.backends.split_planner import GIB
+    from tokrace.backends.split_plan import GIB
     from tokrace.cli.plan_cmd import parse_gpus
 
     if spec:
@@ -116,7 +116,7 @@ def plan_lines(info: Any, args: argparse.Namespace) -> tuple[Any, str]:
     """The memory plan and the fit: the split planner's, built as ``tokrace plan`` builds it (same
     default context, same RAM check, same words): one answer to one question."""
     from tokrace.backends.placement import fit_verdict, plan_for_info
-    from tokrace.backends.split_planner import GIB, simulated_gpus
+    from tokrace.backends.split_plan import GIB, simulated_gpus
     from tokrace.cli.plan_cmd import host_ram
     from tokrace.model_registry.memory_plan import KV_TYPE_BYTES, check_shape, plan_memory
     from tokrace.model_registry.units import format_gib

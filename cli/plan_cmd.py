@@ -21,7 +21,8 @@ from tokrace.model_registry.errors import TokraceError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tokrace.backends.split_planner import GpuDevice, HeadBytes, SplitPlan
+    from tokrace.backends.model_bytes import HeadBytes
+    from tokrace.backends.split_plan import GpuDevice, SplitPlan
     from tokrace.model_registry.gguf_meta import GGUFInfo
 
 CUDA_ADVICE = (
@@ -89,7 +90,7 @@ def host_ram(ram_gib: float | None) -> int:
 def load_model_info(ref: str | None) -> tuple[GGUFInfo, HeadBytes | None, str]:
     """The model's header, exact head sizes when the file is local, and where it came from. Never
     downloads Hub weights: a Hub model not on disk is read remotely."""
-    from tokrace.backends.split_planner import HeadBytes
+    from tokrace.backends.model_bytes import HeadBytes
     from tokrace.model_registry.gguf_meta import read_gguf_info
     from tokrace.model_registry.resolve import looks_like_path, resolve_model
 
@@ -135,7 +136,7 @@ def _remote(ref: str) -> GGUFInfo:
 def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list[GpuDevice], bool]:
     from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.placement import plan_for_info
-    from tokrace.backends.split_planner import gpus_from_samples, simulated_gpus
+    from tokrace.backends.split_plan import gpus_from_samples, simulated_gpus
 
     info, head, source = load_model_info(args.model)
     simulated = args.gpus is not None
@@ -151,7 +152,7 @@ def build_plan(args: argparse.Namespace) -> tuple[SplitPlan, GGUFInfo, str, list
 def price_line(plan: SplitPlan, price_per_hour: float, simulated: bool) -> tuple[str, dict[str, Any]]:
     """``--price-per-hour`` for a plan: the cheapest a generated token can be here, at the decode
     roofline (real replies run slower, so they cost more). Simulated GPUs have no measured bandwidth."""
-    from tokrace.backends.device_telemetry import DeviceSampler
+    from tokrace.backends.device_sampler import DeviceSampler
     from tokrace.backends.placement import ceiling_tok_s
     from tokrace.backends.roofline import cost_per_1k_tokens, cpu_bandwidth, gpu_bandwidths
 

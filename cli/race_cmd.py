@@ -14,7 +14,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tokrace.backends.base import MAX_DRAFT_K
-from tokrace.backends.race import MODES, Lane, LaneResult, RaceResult
+from tokrace.backends.race import MODES, RaceResult
+from tokrace.backends.race_lane import Lane, LaneResult
 from tokrace.cli import common
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError

@@ -7,7 +7,7 @@ needed = weights + KV cache + compute buffer
 - compute buffer (an estimate; llama.cpp prints the real one on load): 4 bytes × ubatch × (max(heads ×
   context, vocab) + 4 × embedding), i.e. the largest live f32 tensors of one micro-batch: the attention
   scores without flash attention or the logits, plus a few hidden-state temporaries. The same formula
-  as ``backends.split_planner.estimate_compute_bytes`` (the registry does not import backends).
+  as ``backends.model_bytes.estimate_compute_bytes`` (the registry does not import backends).
 
 Fitting on GPUs, and where each layer goes, is the split planner's job (one answer, given by the commands
 through ``tokrace.backends.placement.fit_verdict``); ``fit_summary`` here answers for the CPU only.

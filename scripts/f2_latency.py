@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from tiny_gguf import write_tiny_llama  # noqa: E402
 
 from tokrace.backends.base import GenerationParams  # noqa: E402
-from tokrace.backends.split_planner import HeadBytes  # noqa: E402
+from tokrace.backends.model_bytes import HeadBytes  # noqa: E402
 from tokrace.model_registry import gguf_meta  # noqa: E402
 from tokrace.settings import Settings  # noqa: E402
 from tokrace.tui.app import TokraceApp  # noqa: E402

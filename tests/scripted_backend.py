@@ -14,7 +14,7 @@ from tokrace.backends.base import (
     GenerationParams,
     LoadedModel,
 )
-from tokrace.backends.device_telemetry import DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSnapshot
 from tokrace.backends.events import (
     GenerationFinished,
     PromptProcessed,

@@ -17,15 +17,8 @@ from nvml_tables import (
     rtx_4090,
 )
 
-from tokrace.backends.device_telemetry import (
-    DeviceSampler,
-    GpuSample,
-    _energy_between,
-    cpu_model,
-    detect_gpus,
-    gpu_inventory,
-    load_nvml,
-)
+from tokrace.backends.device_sampler import DeviceSampler, _energy_between
+from tokrace.backends.device_telemetry import GpuSample, cpu_model, detect_gpus, gpu_inventory, load_nvml
 
 MIB = 1 << 20
 

@@ -22,15 +22,10 @@ from tokrace.backends.events import StreamEvent, TokenGenerated
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.placement import PlacementRequest
-from tokrace.backends.race import (
-    Lane,
-    default_mode,
-    lane_title,
-    memory_guard,
-    replay_events,
-    run_race,
-    split_threads,
-)
+from tokrace.backends.race import default_mode, run_race, split_threads
+from tokrace.backends.race_lane import Lane, lane_title
+from tokrace.backends.race_memory import memory_guard
+from tokrace.backends.race_replay import replay_events
 from tokrace.race_setup import plan_race
 
 GREEDY = GenerationParams(max_tokens=48, temperature=0.0)

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tokrace.backends.base import GenerationParams, LoadedModel
-from tokrace.backends.race import Lane
+from tokrace.backends.race_lane import Lane
 from tokrace.tui.app import TokraceApp
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.chat.screen import ChatScreen

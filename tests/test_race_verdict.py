@@ -24,8 +24,9 @@ from tokrace.backends.events import (
     StreamEvent,
     TokenGenerated,
 )
-from tokrace.backends.race import Lane, commit_turn, run_race
-from tokrace.backends.race_verdict import Measure, compare, interval_spread
+from tokrace.backends.race import run_race
+from tokrace.backends.race_lane import Lane, commit_turn
+from tokrace.backends.race_noise import Measure, compare, interval_spread
 
 OTHER = LoadedModel(
     name="gemma-3-270m", path="/models/gemma-3-270m.gguf", architecture="gemma3", quantization="Q4_K_M",

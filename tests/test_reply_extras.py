@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokrace.backends.device_telemetry import WindowStats
+from tokrace.backends.device_sampler import WindowStats
 from tokrace.backends.meter import ReplyStats
 from tokrace.backends.placement import placement_label
 from tokrace.backends.reply_extras import extras, extras_line

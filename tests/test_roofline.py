@@ -9,7 +9,7 @@ import pytest
 from nvml_tables import ONE_RTX_6000_ADA, Q4K, Q6K, TWO_RTX_4090, FakeNvml, llama3_8b, llama3_70b
 
 from tokrace.backends import roofline
-from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSampler, DeviceSnapshot
 from tokrace.backends.roofline import (
     bytes_per_token,
     cost_per_1k_tokens,
@@ -24,7 +24,8 @@ from tokrace.backends.roofline import (
     prompt_ceiling_tok_s,
     token_cost,
 )
-from tokrace.backends.split_planner import plan_split, simulated_gpus
+from tokrace.backends.split_plan import simulated_gpus
+from tokrace.backends.split_planner import plan_split
 from tokrace.model_registry.gguf_meta import GGUFInfo
 
 
@@ -65,7 +66,7 @@ def test_tied_embedding_is_read_once(tmp_path) -> None:
     # + 30,081,024 again, which read 228 instead of 299 tok/s on a 29 GB/s machine).
     from tiny_gguf import write_tiny_llama
 
-    from tokrace.backends.split_planner import HeadBytes
+    from tokrace.backends.model_bytes import HeadBytes
     from tokrace.model_registry.gguf_meta import read_gguf_info
 
     tied = write_tiny_llama(tmp_path / "tied.gguf", n_embd=64, tied=True)

@@ -20,16 +20,9 @@ from nvml_tables import BUSY_RTX_4090, FakeNvml, llama3_8b, llama3_70b, more_bit
 
 from tokrace.backends.base import LoadConfig
 from tokrace.backends.device_telemetry import detect_gpus
-from tokrace.backends.split_planner import (
-    GIB,
-    GpuDevice,
-    HeadBytes,
-    estimate_compute_bytes,
-    gpus_from_samples,
-    llama_layer_devices,
-    plan_split,
-    simulated_gpus,
-)
+from tokrace.backends.model_bytes import HeadBytes, estimate_compute_bytes
+from tokrace.backends.split_plan import GIB, GpuDevice, gpus_from_samples, simulated_gpus
+from tokrace.backends.split_planner import llama_layer_devices, plan_split
 from tokrace.cli.words import say
 from tokrace.model_registry.errors import TokraceError
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from nvml_tables import BUSY_RTX_4090, OWN_PID, TWO_RTX_4090, FakeNvml
 from textual.app import App, ComposeResult
 
-from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSampler, DeviceSnapshot
 from tokrace.backends.roofline import efficiency_line
 from tokrace.tui.widgets.device_panel import FREE, OTHER, OWN, DevicePanel, share_bar, short_gpu_name, spark
 

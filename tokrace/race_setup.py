@@ -24,16 +24,9 @@ import psutil
 from tokrace.backends.base import Backend, GenerationParams
 from tokrace.backends.device_telemetry import GpuSample
 from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
-from tokrace.backends.race import (
-    LABELS,
-    Lane,
-    LaneResult,
-    MemoryGuard,
-    RaceMode,
-    default_mode,
-    memory_guard,
-    split_threads,
-)
+from tokrace.backends.race import RaceMode, default_mode, split_threads
+from tokrace.backends.race_lane import LABELS, Lane, LaneResult
+from tokrace.backends.race_memory import MemoryGuard, memory_guard
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.transfer import ProgressFn
 from tokrace.session import (

@@ -30,7 +30,7 @@ from tokrace.backends.base import (
 from tokrace.backends.draft_setup import build_drafted_backend, draft_load_config
 from tokrace.backends.placement import PlacementRequest, place
 from tokrace.backends.remote_endpoint import Endpoint, is_remote_ref, parse_endpoint
-from tokrace.backends.split_planner import SplitPlan
+from tokrace.backends.split_plan import SplitPlan
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo, read_gguf_info
 from tokrace.model_registry.resolve import ResolvedModel, resolve_model
@@ -38,7 +38,8 @@ from tokrace.model_registry.transfer import ProgressFn
 
 if TYPE_CHECKING:
     from tokrace.backends.base import CancelToken, ChatMessage
-    from tokrace.backends.device_telemetry import DeviceSampler, GpuSample
+    from tokrace.backends.device_sampler import DeviceSampler
+    from tokrace.backends.device_telemetry import GpuSample
     from tokrace.backends.meter import ReplyStats
     from tokrace.settings import Settings
     from tokrace.speedlog import Kind, ReplyRecord, SessionRecorder, SpeedLog

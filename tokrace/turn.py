@@ -38,7 +38,7 @@ from tokrace.context import (
 from tokrace.settings import ContextPolicy
 
 if TYPE_CHECKING:
-    from tokrace.backends.device_telemetry import DeviceSampler, WindowStats
+    from tokrace.backends.device_sampler import DeviceSampler, WindowStats
     from tokrace.speedlog import ReplyRecord
 
 

@@ -19,9 +19,9 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from tokrace.backends.base import Backend, GenerationParams
-from tokrace.backends.device_telemetry import DeviceSampler
+from tokrace.backends.device_sampler import DeviceSampler
 from tokrace.backends.remote_endpoint import is_remote_ref
-from tokrace.backends.split_planner import SplitPlan
+from tokrace.backends.split_plan import SplitPlan
 from tokrace.conversations import SavedConversation
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo

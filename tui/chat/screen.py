@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from tokrace.backends.base import Backend, CancelToken, ChatMessage, GenerationParams, LoadedModel
-from tokrace.backends.device_telemetry import DeviceSampler, DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSampler, DeviceSnapshot
 from tokrace.backends.events import GenerationFinished
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.placement import ceiling_tok_s, placement_label

@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Digits, Static
 
 from tokrace.backends.meter import SpeedMeter
-from tokrace.backends.race import Lane
+from tokrace.backends.race_lane import Lane
 from tokrace.model_registry.units import format_bytes
 from tokrace.model_registry.units import format_figure as _fmt
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage

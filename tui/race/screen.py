@@ -21,18 +21,10 @@ from textual.widgets import Footer, Header, Input, Static
 from tokrace.backends.base import CancelToken, GenerationParams
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.placement import PlacementRequest
-from tokrace.backends.race import (
-    LABELS,
-    Lane,
-    LaneResult,
-    RaceMode,
-    Verdict,
-    commit_turn,
-    judge,
-    not_run,
-    replay_events,
-    run_lane,
-)
+from tokrace.backends.race import RaceMode
+from tokrace.backends.race_lane import LABELS, Lane, LaneResult, commit_turn, not_run, run_lane
+from tokrace.backends.race_replay import replay_events
+from tokrace.backends.race_verdict import Verdict, judge
 from tokrace.backends.reply_run import ReplyRun
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan

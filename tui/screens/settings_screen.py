@@ -19,7 +19,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from tokrace.backends.device_telemetry import GpuSample
-from tokrace.backends.split_planner import HeadBytes, gpus_from_samples, plan_split
+from tokrace.backends.model_bytes import HeadBytes
+from tokrace.backends.split_plan import gpus_from_samples
+from tokrace.backends.split_planner import plan_split
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo
 from tokrace.settings import Settings

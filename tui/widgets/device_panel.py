@@ -15,7 +15,8 @@ from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
-from tokrace.backends.device_telemetry import DeviceSnapshot, GpuSample
+from tokrace.backends.device_sampler import DeviceSnapshot
+from tokrace.backends.device_telemetry import GpuSample
 from tokrace.model_registry.units import format_bytes
 
 HISTORY = 48

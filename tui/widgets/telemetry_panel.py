@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Digits, Label, Static
 
-from tokrace.backends.device_telemetry import DeviceSnapshot
+from tokrace.backends.device_sampler import DeviceSnapshot
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.model_registry.units import format_figure as _fmt
 from tokrace.speedlog.plot import block_rows
