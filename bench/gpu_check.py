@@ -158,7 +158,7 @@ def check(path: Path, config: str, gpus: list[Any], n_gpu_layers: int | None, *,
     from tokrace.backends.device_sampler import DeviceSampler
     from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
     from tokrace.backends.roofline import cpu_bandwidth, gpu_bandwidths
-    from tokrace.session import LoadSpec, prepare
+    from tokrace.load import LoadSpec, prepare
 
     request = PlacementRequest(n_ctx=512, n_gpu_layers=n_gpu_layers,
                                split_mode=None if split else ("none" if gpus else None))

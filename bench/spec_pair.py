@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draft", default=DRAFT)
     args = ap.parse_args(argv)
 
+    from tokrace.load import DraftSpec, LoadSpec, prepare
     from tokrace.model_registry.resolve import resolve_model
-    from tokrace.session import DraftSpec, LoadSpec, prepare
 
     def fetching(done: int, total: int, what: str) -> None:
         print(f"\r{done / max(total, 1):6.1%} {what}", end="", file=sys.stderr, flush=True)

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.bench import bench_draft, bench_model
     from tokrace.cli.export_cmd import warnings_to
     from tokrace.cli.words import say
+    from tokrace.load import DraftSpec, LoadSpec, ResolvedSpec, resolve
     from tokrace.model_registry.errors import TokraceError
-    from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
     from tokrace.settings import Settings
     from tokrace.settings_args import settings_from_args
     from tokrace.speedlog import new_session_id
@@ -165,10 +165,11 @@ def run(args: argparse.Namespace) -> int:
 def run_serving(args: argparse.Namespace) -> int:
     """``tokrace bench URL --concurrency 1,4,16``: throughput and latency per concurrency level."""
     from tokrace.cli.words import say
+    from tokrace.load import LoadSpec
     from tokrace.model_registry.errors import TokraceError
     from tokrace.serving_bench import bench_serving, markdown
     from tokrace.serving_metrics import parse_goodput
-    from tokrace.session import LoadSpec, open_session
+    from tokrace.session import open_session
     from tokrace.settings_file import load_settings
     from tokrace.speedlog import new_session_id
     from tokrace.speedlog.store import TolerantLog

@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.reply_extras import extras, extras_line
     from tokrace.cli.words import say
+    from tokrace.load import LoadSpec
     from tokrace.model_registry.errors import TokraceError
-    from tokrace.session import LoadSpec, open_session
+    from tokrace.session import open_session
 
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     # Not UTF-8 → one line and exit 2, before any model is loaded (cli/terminal_text.py).

@@ -113,7 +113,7 @@ def table(plan: RacePlan, race: RaceResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokrace.session import LoadSpec
+    from tokrace.load import LoadSpec
 
     settings = common.settings_for(args)  # settings.toml, overridden by this command's flags
     if args.prompt is None:

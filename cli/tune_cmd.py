@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from tokrace.backends.device_telemetry import detect_gpus
     from tokrace.backends.remote_endpoint import is_remote_ref
+    from tokrace.load import DraftSpec, LoadSpec, ResolvedSpec, resolve
     from tokrace.model_registry.errors import TokraceError
-    from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
     from tokrace.settings_file import load_settings, update_settings_file
     from tokrace.tune import tune_model
     from tokrace.tune_stage import STAGES, TuneOptions

@@ -13,7 +13,7 @@ from tiny_gguf import write_tiny_llama
 
 from tokrace.backends.base import GenerationParams
 from tokrace.backends.meter import ReplyStats
-from tokrace.session import DraftSpec
+from tokrace.load import DraftSpec
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.chat.screen import ab_line
 

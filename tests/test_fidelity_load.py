@@ -25,7 +25,7 @@ from tokrace.backends.events import TokenGenerated
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 from tokrace.backends.meter import SpeedMeter
 from tokrace.cli.main import main
-from tokrace.session import LoadSpec, place_resolved, resolve
+from tokrace.load import LoadSpec, place_resolved, resolve
 from tokrace.settings import Settings
 from tokrace.settings_args import add_settings_args, settings_from_args
 from tokrace.speedlog.export import FIELDS, export_row

@@ -267,8 +267,9 @@ def test_cancelled_replay_shows_the_rest_at_once(tiny_model: Path) -> None:
 
 def test_a_lane_races_on_the_chat_model_instead_of_a_second_copy(tiny_model: Path, deep_model: Path) -> None:
     from tokrace.backends.placement import PlacementRequest
+    from tokrace.load import LoadSpec
     from tokrace.race_setup import plan_race
-    from tokrace.session import LoadSpec, open_session
+    from tokrace.session import open_session
 
     chat = open_session(LoadSpec(model=str(tiny_model), n_threads=2), [], record=False)
     try:

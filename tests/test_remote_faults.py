@@ -18,8 +18,9 @@ from tokrace.backends.events import GenerationFinished, RequestStarted, StreamEv
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.backends.openai_backend import OpenAIBackend
 from tokrace.backends.remote_endpoint import is_remote_ref, parse_endpoint
+from tokrace.load import DraftSpec, LoadSpec, RemotePrepared, prepare
 from tokrace.model_registry.errors import TokraceError
-from tokrace.session import DraftSpec, LoadSpec, RemotePrepared, open_session, prepare
+from tokrace.session import open_session
 from tokrace.settings_file import load_settings
 
 HI = [ChatMessage("user", "hi")]

@@ -22,7 +22,8 @@ from tokrace.backends.base import ChatMessage, GenerationParams, LoadConfig
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 from tokrace.backends.meter import ReplyStats, SpeedMeter
 from tokrace.cli.main import main
-from tokrace.session import LoadSpec, open_session
+from tokrace.load import LoadSpec
+from tokrace.session import open_session
 
 try:
     import llama_cpp.server.app  # noqa: F401

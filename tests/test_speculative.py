@@ -25,9 +25,9 @@ from tokrace.backends.events import DraftStep, GenerationFinished, StreamEvent, 
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.speculative import AdaptiveK, SpeculativeBackend
+from tokrace.load import DraftSpec
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import read_gguf_info
-from tokrace.session import DraftSpec
 
 HELLO = [ChatMessage("user", "Hello there, tiny model.")]
 GREEDY = GenerationParams(max_tokens=60, temperature=0.0)

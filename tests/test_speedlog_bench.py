@@ -121,7 +121,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 def test_bench_runs_a_real_model_through_the_backend(tiny_model: Path) -> None:
     from tokrace.bench import bench_model
-    from tokrace.session import LoadSpec, resolve
+    from tokrace.load import LoadSpec, resolve
 
     log = SpeedLog.open()
     found = resolve(LoadSpec(model=str(tiny_model), n_threads=1))

@@ -10,8 +10,8 @@ from textual.widgets import OptionList, Static
 from tiny_gguf import write_tiny_llama
 
 from tokrace.backends.base import GenerationParams
+from tokrace.load import DraftSpec
 from tokrace.model_registry.gguf_meta import read_gguf_info
-from tokrace.session import DraftSpec
 from tokrace.tui.chat import draft as draft_module
 from tokrace.tui.chat.draft import DraftPicker, compatible_drafts
 from tokrace.tui.chat.messages import AssistantMessage

@@ -15,8 +15,8 @@ from textual.app import App
 from textual.widgets import Input, Static
 
 from tokrace.backends.base import GenerationParams
+from tokrace.load import DraftSpec
 from tokrace.model_registry.gguf_meta import read_gguf_info
-from tokrace.session import DraftSpec
 from tokrace.tui.chat.draft import DraftPicker
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.screens.models_screen import ModelsScreen

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tiny_gguf import write_tiny_llama
 
-from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, resolve
+from tokrace.load import DraftSpec, LoadSpec, ResolvedSpec, resolve
 from tokrace.settings_file import config_path, load_settings
 from tokrace.tune import TuneResult, thread_candidates, tune_model
 from tokrace.tune_decide import decide

@@ -17,8 +17,8 @@ from tokrace.backends.events import DraftStep, TokenGenerated
 from tokrace.backends.llama_cpp_backend import LlamaCppBackend
 from tokrace.backends.meter import SpeedMeter
 from tokrace.backends.speculative import SpeculativeBackend
+from tokrace.load import DraftSpec, LoadSpec
 from tokrace.model_registry.errors import TokraceError
-from tokrace.session import DraftSpec, LoadSpec
 from tokrace.settings import Settings
 from tokrace.settings_args import settings_from_args
 from tokrace.settings_file import load_settings

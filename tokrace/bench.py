@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from tokrace.backends.base import GenerationParams
 from tokrace.backends.bench_engine import LlamaDecodeTarget, time_test
 from tokrace.backends.events import TokenGenerated
+from tokrace.load import DraftSpec, ResolvedSpec, place_resolved
 from tokrace.model_registry.errors import TokraceError
-from tokrace.session import DraftSpec, ResolvedSpec, Session, place_resolved
+from tokrace.session import Session
 from tokrace.speedlog.bench import BenchResult, compare
 from tokrace.speedlog.record import ReplyRecord, bench_test_name, make_bench_record
 from tokrace.speedup import paired_speedup

@@ -27,20 +27,19 @@ from tokrace.backends.placement import PlacementRequest, ceiling_tok_s
 from tokrace.backends.race import RaceMode, default_mode, split_threads
 from tokrace.backends.race_lane import LABELS, Lane, LaneResult
 from tokrace.backends.race_memory import MemoryGuard, memory_guard
-from tokrace.model_registry.errors import TokraceError
-from tokrace.model_registry.transfer import ProgressFn
-from tokrace.session import (
+from tokrace.load import (
     DraftSpec,
     LoadSpec,
     PreparedModel,
     RemotePrepared,
     RemoteSpec,
     ResolvedSpec,
-    Session,
     place_resolved,
-    record_reply,
     resolve,
 )
+from tokrace.model_registry.errors import TokraceError
+from tokrace.model_registry.transfer import ProgressFn
+from tokrace.session import Session, record_reply
 
 
 @dataclass(slots=True)

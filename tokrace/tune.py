@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from tokrace.backends.base import DEFAULT_N_UBATCH, Backend, default_threads
 from tokrace.bench import _without_draft, check_context
+from tokrace.load import DraftSpec, LoadSpec, ResolvedSpec, place_resolved
 from tokrace.model_registry.errors import TokraceError
-from tokrace.session import DraftSpec, LoadSpec, ResolvedSpec, place_resolved
 from tokrace.tune_decide import decide
 from tokrace.tune_stage import (
     DRAFT_STAGES,

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tokrace.bench import DRAFT_CTX_MARGIN, check_context, timed_generation
-from tokrace.session import PreparedModel, ResolvedSpec, Session, place_resolved
+from tokrace.load import PreparedModel, ResolvedSpec, place_resolved
+from tokrace.session import Session
 from tokrace.tune_decide import decide
 from tokrace.tune_stage import NO_DRAFT, StageResult, TuneOptions, interleave
 

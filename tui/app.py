@@ -23,10 +23,11 @@ from tokrace.backends.device_sampler import DeviceSampler
 from tokrace.backends.remote_endpoint import is_remote_ref
 from tokrace.backends.split_plan import SplitPlan
 from tokrace.conversations import SavedConversation
+from tokrace.load import DraftSpec, LoadSpec
 from tokrace.model_registry.errors import TokraceError
 from tokrace.model_registry.gguf_meta import GGUFInfo
 from tokrace.model_registry.units import format_bytes
-from tokrace.session import DraftSpec, LoadSpec, Session
+from tokrace.session import Session
 from tokrace.settings import Settings
 from tokrace.tui.chat.draft import DraftPicker
 from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model

@@ -15,8 +15,8 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tokrace.backends.base import Backend
+from tokrace.load import DraftSpec
 from tokrace.model_registry.gguf_meta import GGUFInfo
-from tokrace.session import DraftSpec
 
 
 def draft_label(backend: Backend) -> str | None:

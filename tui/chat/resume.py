@@ -15,7 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from tokrace.conversations import SavedConversation
-from tokrace.session import RemotePrepared, Session
+from tokrace.load import RemotePrepared
+from tokrace.session import Session
 
 
 def loaded_ref(session: Session | None) -> str | None:

@@ -26,9 +26,10 @@ from tokrace.backends.race_lane import LABELS, Lane, LaneResult, commit_turn, no
 from tokrace.backends.race_replay import replay_events
 from tokrace.backends.race_verdict import Verdict, judge
 from tokrace.backends.reply_run import ReplyRun
+from tokrace.load import LoadSpec
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
-from tokrace.session import LoadSpec, Session
+from tokrace.session import Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, ui_cpu_budget
