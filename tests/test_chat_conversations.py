@@ -168,7 +168,7 @@ async def test_switching_model_starts_a_new_conversation_with_the_prompt_disable
         from dataclasses import replace
 
         app.spec = replace(app.spec, model=str(deep_model))
-        app._reload("loading another model…")  # what choosing one in Ctrl+O does
+        app.reload_model("loading another model…")  # what choosing one in Ctrl+O does
         assert app.chat.prompt.disabled and app.chat.backend is None
         await wait_for(pilot, lambda: app.backend is not None and app.backend.model.path == str(deep_model)
                        and not app.chat.prompt.disabled)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +10,6 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, Keymap
-from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -29,43 +24,22 @@ from tokrace.model_registry.gguf_meta import GGUFInfo
 from tokrace.model_registry.units import format_bytes
 from tokrace.session import Session
 from tokrace.settings import Settings
+from tokrace.tui.app_messages import LoadProgress, ModelLoaded, ModelLoadFailed
+from tokrace.tui.app_settings import open_settings
 from tokrace.tui.chat.draft import DraftPicker
 from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
+from tokrace.tui.commands import system_commands
+from tokrace.tui.exit_signals import ExitSignals
 from tokrace.tui.race.screen import RaceScreen, RaceSetup
+from tokrace.tui.reply_records import ReplyRecords
 from tokrace.tui.widgets.error_modal import ErrorModal
 from tokrace.tui.words import key, keyed, say
 
 GIL_SWITCH_INTERVAL_S = 0.001
-EXIT_GRACE_S = 5.0
-"""After SIGTERM/SIGHUP, the longest the app waits for the stopped reply to be logged before exiting."""
 RECORD_FLUSH_S = 120.0
 """After the app stopped, the longest it waits for reply records still being written (a first record
 hashes the model file: ~20 s for 40 GB)."""
-
-
-class ModelLoaded(Message):
-    def __init__(self, session: Session, cpu_bandwidth: float | None = None) -> None:
-        super().__init__()
-        self.session = session
-        self.cpu_bandwidth = cpu_bandwidth
-
-
-class ModelLoadFailed(Message):
-    def __init__(self, error: TokraceError) -> None:
-        super().__init__()
-        self.error = error
-
-
-class LoadProgress(Message):
-    """Posted from the loading thread; a newer one replaces a queued older one."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, LoadProgress)
 
 
 class TokraceApp(App[None]):
@@ -125,11 +99,7 @@ class TokraceApp(App[None]):
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
         self.race_setup = race
         self.race: RaceScreen | None = None
-        self._records_done = threading.Condition()
-        self._record_jobs = 0
-        self._records_in_flight = 0
-        self._unrecorded: dict[int, ReplyFinished] = {}
-        """Finished replies whose record has not started yet (written by a worker or flush_records)."""
+        self.records = ReplyRecords()
         self._chat_load_started = race is None
 
     @property
@@ -152,7 +122,8 @@ class TokraceApp(App[None]):
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.sampler.start()
-        self._watch_exit_signals()
+        self.exit_signals = ExitSignals(self)
+        self.exit_signals.watch()
         if self.settings.theme is not None and self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -164,39 +135,12 @@ class TokraceApp(App[None]):
         else:
             self.load_model()
 
-    def _watch_exit_signals(self) -> None:
-        """SIGTERM and SIGHUP end the app as Ctrl+C ends ``tokrace chat``: the reply stops, is logged as
-        cancelled, the terminal is restored (Textual's normal exit) and the status is 143 / 129."""
-        self._exit_signals: list[signal.Signals] = []
-        self._exit_pending: int | None = None
-        loop = asyncio.get_running_loop()
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is None:
-                continue
-            try:
-                loop.add_signal_handler(sig, self._exit_on_signal, 128 + sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or a platform without them: the default stays
-            self._exit_signals.append(sig)
-
-    def _exit_on_signal(self, code: int) -> None:
-        self._exit_pending = code
-        if not self.chat.generating:
-            self.exit(return_code=code)
-            return
-        # The cancelled reply's ReplyFinished is recorded, then record_reply exits; this is a backstop.
-        self.chat.action_stop_reply()
-        self.set_timer(EXIT_GRACE_S, lambda: self.exit(return_code=code))
-
     def _exit_if_pending(self) -> None:
-        if self._exit_pending is not None:
-            self.exit(return_code=self._exit_pending)
+        self.exit_signals.exit_if_pending()
 
     def on_unmount(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in getattr(self, "_exit_signals", []):
-            loop.remove_signal_handler(sig)
+        if hasattr(self, "exit_signals"):
+            self.exit_signals.unwatch()
         sys.setswitchinterval(self._switch_interval)
         self.sampler.stop()
         self.chat.action_stop_reply()
@@ -284,11 +228,7 @@ class TokraceApp(App[None]):
         """Write the reply to the speed log the moment it ends (on a thread: fsync, maybe a sha256).
         What is recorded (draft or none, k) comes from the reply's own events."""
         if message.turn.session.records:
-            with self._records_done:
-                self._record_jobs += 1
-                job = self._record_jobs
-                self._unrecorded[job] = message
-            self.record_reply(job)
+            self.record_reply(self.records.add(message))
         else:
             self._exit_if_pending()  # a signal stopped a reply that is not logged: nothing to wait for
         self._check_cpu_ceiling(message)
@@ -315,98 +255,37 @@ class TokraceApp(App[None]):
 
     @work(thread=True, group="record")
     def record_reply(self, job: int) -> None:
-        with self._records_done:
-            claimed = self._unrecorded.pop(job, None)
-            if claimed is None:
-                return  # already written by flush_records
-            self._records_in_flight += 1
         try:
-            error = self._write_record(claimed)
+            error = self.records.write(job)
             if error is not None and self.is_running:
                 self.call_from_thread(self.notify, f"speed log not written: {error}", severity="error")
         finally:
-            with self._records_done:
-                self._records_in_flight -= 1
-                self._records_done.notify_all()
             if self.is_running:
                 self.call_from_thread(self._exit_if_pending)  # SIGTERM/SIGHUP waited for this record
-
-    @staticmethod
-    def _write_record(message: ReplyFinished) -> str | None:
-        """Append one reply to the speed log (``Turn.record``: the session the reply ran on, whatever
-        was loaded since); the error line when it could not be written."""
-        try:
-            message.turn.record()
-        except TokraceError as err:
-            return say(err)
-        return None
 
     def flush_records(self, timeout_s: float = RECORD_FLUSH_S) -> list[str]:
         """After the app stopped: write the replies whose record never started and wait (at most
         ``timeout_s``) for those being written (the first reply of a big model waits for its sha256).
         A quit never loses a finished reply. Returns the error lines of records not written."""
-        with self._records_done:
-            jobs = list(self._unrecorded.values())
-            self._unrecorded.clear()
-        errors = [e for e in (self._write_record(job) for job in jobs) if e is not None]
-        deadline = time.monotonic() + timeout_s
-        with self._records_done:
-            while self._records_in_flight and time.monotonic() < deadline:
-                self._records_done.wait(max(0.0, deadline - time.monotonic()))
-            if self._records_in_flight:
-                errors.append(f"{self._records_in_flight} reply record(s) still being written after "
-                              f"{timeout_s:.0f} s")
-        return errors
+        return self.records.flush(timeout_s)
 
     def action_choose_draft(self) -> None:
         """Pick a draft model (only vocabulary-compatible ones are offered), then reload with it."""
-        loaded = self._loaded_info()
+        loaded = self.loaded_info()
         if loaded is None:
             return
         info, path = loaded
 
         def chosen(choice: DraftSpec | None) -> None:
-            if choice is not None and choice != self.spec.draft and self._may_reload():
+            if choice is not None and choice != self.spec.draft and self.may_reload():
                 self.spec = replace(self.spec, draft=choice)
-                self._reload("loading with the new draft setting…")
+                self.reload_model("loading with the new draft setting…")
 
         self.push_screen(DraftPicker(info, path, self.spec.draft), callback=chosen)
 
     def action_open_settings(self) -> None:
-        """Context, threads, GPU offload and price; Apply reloads the model with them."""
-        from tokrace.settings import changed_fields
-        from tokrace.tui.screens.settings_screen import SettingsScreen
-
-        loaded = self._loaded_info()
-        if loaded is None:
-            return
-        info, path = loaded
-        def chosen(new: Settings | None) -> None:
-            if new is None or (_needs_reload(self.settings, new) and not self._may_reload()):
-                return
-            changes = changed_fields(self.settings, new)
-            self.settings = new
-            self.price_per_hour = new.price_per_hour
-            self._apply_chat_settings(new)
-            self.save_settings(changes)  # they survive a restart
-            request, threads = new.placement_request(), new.n_threads
-            if request != self.spec.request or threads != self.spec.n_threads:
-                self.spec = replace(self.spec, request=request, n_threads=threads)
-                self._reload("reloading with the new settings…")
-
-        snap = self.sampler.latest()
-        # A reload frees what this process holds now (the loaded model), as GPU planning counts it.
-        ram = (snap.ram_total_bytes - snap.ram_used_bytes + snap.process_rss_bytes
-               if snap.ram_total_bytes else None)
-        self.push_screen(SettingsScreen(info, path, snap.gpus, self.settings, ram_free_bytes=ram),
-                         callback=chosen)
-
-    def _apply_chat_settings(self, settings: Settings) -> None:
-        """Sampling, system prompt and context policy apply from the next reply on (no reload)."""
-        self.params = settings.generation_params()
-        self.chat.params = self.params
-        self.chat.system_prompt = settings.system_prompt
-        self.chat.context_policy = settings.context_policy
+        """Context, threads, GPU offload and price; Apply reloads the model with them (F2)."""
+        open_settings(self)
 
     @work(thread=True, group="settings")
     def save_settings(self, changes: dict[str, object]) -> None:
@@ -427,7 +306,7 @@ class TokraceApp(App[None]):
             self.settings = self.settings.updated({"theme": theme.name})
             self.save_settings({"theme": theme.name})
 
-    def _loaded_info(self) -> tuple[GGUFInfo, str] | None:
+    def loaded_info(self) -> tuple[GGUFInfo, str] | None:
         """The loaded (target) model's metadata and path, or a notice that nothing is loaded."""
         if self.race is not None and self.screen is self.race:
             # F2 and Ctrl+D act on the chat's model; a lane's settings come from `tokrace race`.
@@ -441,14 +320,16 @@ class TokraceApp(App[None]):
             return None
         return session.info, session.model.path
 
-    def _may_reload(self) -> bool:
+    def may_reload(self) -> bool:
+        """Whether the model may be reloaded now (not while a reply streams: that says so)."""
         if self.chat.generating:
             self.notify(keyed("Stop the reply ({key:chat.stop}) before reloading the model."),
                         severity="warning")
             return False
         return True
 
-    def _reload(self, status: str) -> None:
+    def reload_model(self, status: str) -> None:
+        """Load ``self.spec`` again in the background, ``status`` shown meanwhile."""
         self.chat.detach_backend(status)
         self.load_model()
 
@@ -497,7 +378,7 @@ class TokraceApp(App[None]):
         ``continue``: resume it on the loaded model (the notice names it)."""
         if choice == "continue":
             self.chat.resume(saved)
-        elif choice == "load" and saved.model_ref and self._may_reload():
+        elif choice == "load" and saved.model_ref and self.may_reload():
             self._pending_resume = saved
             self._switch_model(saved.model_ref)
 
@@ -510,7 +391,7 @@ class TokraceApp(App[None]):
         from tokrace.tui.screens.models_screen import ModelsScreen
 
         def chosen(ref: str | None) -> None:
-            if ref is not None and self._may_reload():
+            if ref is not None and self.may_reload():
                 self._switch_model(ref)
 
         self.push_screen(ModelsScreen(), callback=chosen)
@@ -521,7 +402,7 @@ class TokraceApp(App[None]):
         if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side
             self.spec = replace(self.spec, draft=DraftSpec())
             self.notify("The draft is off for a server: it drafts on its own side.")
-        self._reload(f"loading {ref}…")
+        self.reload_model(f"loading {ref}…")
 
     def action_toggle_race(self) -> None:
         """Ctrl+R: to the race screen (made once, kept with its lanes and history) and back to chat."""
@@ -540,31 +421,4 @@ class TokraceApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        chat = self.chat
-        commands = (
-            ("New chat", "Clear the conversation ({key:chat.new})", chat.action_new_chat),
-            ("Stop reply", "Stop the streaming reply ({key:chat.stop})", chat.action_stop_reply),
-            ("Models", "Browse, pull and switch models ({key:app.models})", self.action_open_models),
-            ("Settings", "Context, threads, GPU offload, price per hour ({key:app.settings})",
-             self.action_open_settings),
-            ("Draft model", "Speculative decoding: pick a draft or prompt lookup ({key:chat.draft})",
-             self.action_choose_draft),
-            ("A/B rerun without the draft", "Measure the draft's speedup ({key:chat.ab})",
-             chat.action_ab_rerun),
-            ("Keys", "Every key of the chat ({key:app.help})", self.action_help),
-            ("Conversations", "Saved chats: resume, export as Markdown ({key:app.conversations})",
-             self.action_open_conversations),
-            ("Copy last reply", "To the clipboard, over ssh too ({key:chat.copy})", chat.action_copy_reply),
-            ("Regenerate", "A new reply to the last message ({key:chat.regenerate})", chat.action_regenerate),
-            ("Edit last message", "Back into the box to edit and resend ({key:chat.edit})",
-             chat.action_edit_last),
-            ("Speed log", "Past sessions and replies, export ({key:app.sessions})",
-             self.action_open_sessions),
-            ("Race", "Two models, one prompt, side by side ({key:app.race})", self.action_toggle_race),
-        )
-        for title, help_text, callback in commands:
-            yield SystemCommand(title, keyed(help_text), callback)
-
-def _needs_reload(before: Settings, after: Settings) -> bool:
-    """Whether applying ``after`` reloads the model (context, threads, GPU placement changed)."""
-    return before.placement_request() != after.placement_request() or before.n_threads != after.n_threads
+        yield from system_commands(self)
