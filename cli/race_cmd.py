@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             raise TokraceError("--json needs --prompt (without a prompt, tokrace race opens the TUI)",
                                kind="usage")
         from tokrace.tui.app import TokraceApp
-        from tokrace.tui.race.screen import RaceSetup
+        from tokrace.tui.race.setup import RaceSetup
 
         setup = RaceSetup(refs=[args.model_a, args.model_b], mode=args.mode, threads=settings.n_threads,
                           request=settings.placement_request(), drafts=(args.draft_a, args.draft_b),

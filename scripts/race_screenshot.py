@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from tokrace.backends.base import GenerationParams  # noqa: E402
 from tokrace.tui.app import TokraceApp  # noqa: E402
-from tokrace.tui.race.screen import RaceSetup  # noqa: E402
+from tokrace.tui.race.setup import RaceSetup  # noqa: E402
 
 
 async def shoot(a: str, b: str, mode: str, prompt: str, out: Path, max_tokens: int,

@@ -16,7 +16,8 @@ from tokrace.backends.race_lane import Lane
 from tokrace.tui.app import TokraceApp
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.chat.screen import ChatScreen
-from tokrace.tui.race.screen import RaceScreen, RaceSetup
+from tokrace.tui.race.screen import RaceScreen
+from tokrace.tui.race.setup import RaceSetup
 
 GEMMA = LoadedModel(
     name="gemma3-270m:q4_k_m", path="/models/gemma-3-270m-Q4_K_M.gguf", architecture="gemma3",

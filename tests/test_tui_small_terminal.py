@@ -16,7 +16,7 @@ from textual.widgets import Static
 
 from tokrace.settings import Settings
 from tokrace.tui.chat.messages import AssistantMessage, UserMessage
-from tokrace.tui.race.screen import RaceSetup
+from tokrace.tui.race.setup import RaceSetup
 from tokrace.tui.screens.help_screen import HelpScreen, key_rows
 from tokrace.tui.screens.settings_screen import FORM_FIELDS, SettingsScreen
 

@@ -31,7 +31,8 @@ from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
 from tokrace.tui.commands import system_commands
 from tokrace.tui.exit_signals import ExitSignals
-from tokrace.tui.race.screen import RaceScreen, RaceSetup
+from tokrace.tui.race.screen import RaceScreen
+from tokrace.tui.race.setup import RaceSetup
 from tokrace.tui.reply_records import ReplyRecords
 from tokrace.tui.widgets.error_modal import ErrorModal
 from tokrace.tui.words import key, keyed, say

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 from textual import work
 from textual.app import ComposeResult
@@ -20,18 +19,17 @@ from textual.widgets import Footer, Header, Input, Static
 
 from tokrace.backends.base import CancelToken, GenerationParams
 from tokrace.backends.meter import SpeedMeter
-from tokrace.backends.placement import PlacementRequest
 from tokrace.backends.race import RaceMode
 from tokrace.backends.race_lane import LABELS, Lane, LaneResult, commit_turn, not_run, run_lane
 from tokrace.backends.race_replay import replay_events
 from tokrace.backends.race_verdict import Verdict, judge
 from tokrace.backends.reply_run import ReplyRun
-from tokrace.load import LoadSpec
 from tokrace.model_registry.errors import TokraceError
 from tokrace.race_setup import RacePlan
 from tokrace.session import Session
 from tokrace.tui.chat.messages import AssistantMessage
 from tokrace.tui.race.lane_view import LaneView, Turn
+from tokrace.tui.race.setup import RaceSetup
 from tokrace.tui.streaming import StreamSafeScreen, stream_events_to_markdown, ui_cpu_budget
 from tokrace.tui.words import key, keyed, say
 
@@ -40,26 +38,6 @@ SHORT_ROWS = 34
 RACE_PLACEHOLDER = ("Prompt for both (Enter races, {key:race.stop} stops both, {key:race.rerun} rerun,"
                     " {key:race.swap} swap)")
 """Enter is the Input's own key (no binding id: not remappable); the others are this screen's."""
-
-
-@dataclass(slots=True)
-class RaceSetup:
-    """What ``tokrace race A B`` (or Ctrl+R) starts the screen with."""
-
-    refs: list[str | None] = field(default_factory=lambda: [None, None])
-    mode: RaceMode | None = None
-    threads: int | None = None
-    request: PlacementRequest = field(default_factory=PlacementRequest)
-    drafts: tuple[str | None, str | None] = (None, None)
-    draft_k: int | None = None
-    base: LoadSpec | None = None
-    """Load settings both lanes share (flash attention, batch sizes); ``None``: the defaults."""
-    system: str | None = None
-    """The system prompt both lanes start from (``--system``)."""
-    lanes: list[Lane] | None = None
-    """Lanes with loaded backends (tests, scripts); skips resolving and loading."""
-    record: bool = True
-    """Write each lane's reply to the speed log."""
 
 
 class RaceScreen(StreamSafeScreen):
