@@ -7,15 +7,15 @@ retries, the device window, the A/B variant on the plain backend, and the single
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from scripted_backend import SCRIPTED_MODEL, ScriptedBackend
+from scripted_backend import ScriptedBackend
+from test_chat_context import ContextBackend  # a 200-token context that refuses what does not fit
 
-from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams, LoadedModel
-from tokrace.backends.events import GenerationFinished, RequestStarted, StreamEvent, TokenGenerated
+from tokrace.backends.base import CancelToken, ChatMessage, GenerationParams
+from tokrace.backends.events import GenerationFinished, StreamEvent, TokenGenerated
 from tokrace.backends.reply_run import ReplyRun
 from tokrace.session import Session
 from tokrace.turn import ContextFit
@@ -38,29 +38,6 @@ class Breaking(ScriptedBackend):
                     return
                 raise RuntimeError("engine exploded")
             yield event
-
-
-class Small(ScriptedBackend):
-    """A 200-token context: a message costs len // 2 + 4 tokens; a prompt that does not fit is refused
-    before any token, with its exact size, as llama.cpp's backend refuses it."""
-
-    N_CTX = 200
-
-    @property
-    def model(self) -> LoadedModel:
-        return dataclasses.replace(SCRIPTED_MODEL, n_ctx=self.N_CTX)
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams,
-                    cancel: CancelToken | None = None) -> Iterator[StreamEvent]:
-        tokens = sum(len(m.content) // 2 + 4 for m in messages)
-        self.requests.append(list(messages))
-        if tokens >= self.N_CTX:
-            yield RequestStarted(1000.0, SCRIPTED_MODEL.name, tokens, 0, SCRIPTED_MODEL.template)
-            yield GenerationFinished(1000.1, "error", "", 0, error="too long")
-            return
-        self.prompt_tokens = tokens
-        yield from super().stream_chat(messages, params, cancel)
-        self.requests.pop()  # super() appended it too
 
 
 def events_of(turn: object) -> list[StreamEvent]:
@@ -106,7 +83,7 @@ def history(n: int) -> list[ChatMessage]:
 
 
 def test_a_refused_request_is_trimmed_and_sent_again_under_rolling() -> None:
-    backend = Small(["ok"])
+    backend = ContextBackend(["ok"])
     session = Session(backend, record=False)
     fit = ContextFit(history(4), "rolling")
     turn = session.turn(PARAMS, fit=fit)
@@ -118,11 +95,11 @@ def test_a_refused_request_is_trimmed_and_sent_again_under_rolling() -> None:
     assert fit.skip > 0 and turn.sent[0].role == "system" and turn.sent[1].role == "user"
     assert turn.sent == backend.requests[-1]
     assert turn.overflow is not None and f"{fit.skip} message(s)" in turn.overflow
-    assert turn.stats.prompt_tokens < Small.N_CTX  # the meter measured the request that ran
+    assert turn.stats.prompt_tokens < ContextBackend.N_CTX  # the meter measured the request that ran
 
 
 def test_under_stop_a_refusal_says_what_to_do_and_is_not_sent_again() -> None:
-    backend = Small(["ok"])
+    backend = ContextBackend(["ok"])
     turn = Session(backend, record=False).turn(PARAMS, fit=ContextFit(history(4), "stop"))
     events = events_of(turn)
     assert len(backend.requests) == 1
@@ -132,7 +109,7 @@ def test_under_stop_a_refusal_says_what_to_do_and_is_not_sent_again() -> None:
 
 
 def test_the_last_context_used_trims_before_the_first_request() -> None:
-    backend = Small(["ok"])
+    backend = ContextBackend(["ok"])
     fit = ContextFit(history(4), "rolling", used=190)
     turn = Session(backend, record=False).turn(PARAMS, fit=fit)
     events_of(turn)
@@ -213,7 +190,7 @@ def test_a_turn_is_recorded_once_with_its_window_and_sampling(tmp_path: Path) ->
 
 
 def test_a_failed_request_before_its_first_token_is_not_logged() -> None:
-    session = Session(Small(["ok"]), record=False)
+    session = Session(ContextBackend(["ok"]), record=False)
     recorder = Recorder()
     session._recorder = recorder  # type: ignore[assignment]
     turn = session.turn(PARAMS, fit=ContextFit(history(4), "stop"))
