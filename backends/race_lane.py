@@ -96,8 +96,6 @@ class Lane:
     need_bytes: int | None = None
     load_error: str | None = None
     history: list[ChatMessage] = field(default_factory=list)
-    recorder: Any = None
-    """A ``speedlog.SessionRecorder`` (kind="race"), or None when nothing is logged."""
     last: LaneResult | None = None
     system: str | None = None
     """The system prompt both lanes start from (``--system``); never part of ``history``."""
