@@ -124,6 +124,13 @@ class PreparedModel:
         return f"loading {self.resolved.path.name}…"
 
     @property
+    def ref(self) -> str:
+        """A reference that loads this model again (a saved chat keeps it): its catalog id, ``hf:`` ref
+        or other tool's model name, or its absolute path (a plain path's model id is only its name)."""
+        r = self.resolved
+        return r.model_id if r.model_id != r.path.name else str(r.path)
+
+    @property
     def shareable(self) -> bool:
         """Whether a race lane may race on the chat's loaded backend when the load settings match: only
         without a draft (a drafted lane decodes differently)."""
@@ -197,6 +204,11 @@ class RemotePrepared:
     def load_line(self) -> str:
         """What the status line says while it loads."""
         return f"connecting to {self.remote.endpoint.address}…"
+
+    @property
+    def ref(self) -> str:
+        """A reference that connects to this model again: the server URL (``…/v1#MODEL``)."""
+        return self.model_id
 
     @property
     def shareable(self) -> bool:

@@ -27,7 +27,7 @@ from tokrace.settings import Settings
 from tokrace.tui.app_messages import LoadProgress, ModelLoaded, ModelLoadFailed
 from tokrace.tui.app_settings import open_settings
 from tokrace.tui.chat.draft import DraftPicker
-from tokrace.tui.chat.resume import ResumeModelScreen, made_with_another_model
+from tokrace.tui.chat.resume import open_conversations
 from tokrace.tui.chat.screen import ChatScreen, ReplyFinished
 from tokrace.tui.commands import system_commands
 from tokrace.tui.exit_signals import ExitSignals
@@ -94,7 +94,7 @@ class TokraceApp(App[None]):
         if resume is not None:
             self.chat.resume(resume)
         self._resumed_at_start = resume
-        self._pending_resume: SavedConversation | None = None
+        self.pending_resume: SavedConversation | None = None
         """A saved chat to resume once its own model, being loaded now, is in (F3: load its model)."""
         self.price_per_hour = price_per_hour if price_per_hour is not None else self.settings.price_per_hour
         """What the hardware costs per hour (--price-per-hour): replies then show $ per 1K tokens."""
@@ -206,7 +206,7 @@ class TokraceApp(App[None]):
         start (``--resume``) that was made with another model says which model continues it."""
         from tokrace.tui.chat.resume import made_with_another_model
 
-        pending, self._pending_resume = self._pending_resume, None
+        pending, self.pending_resume = self.pending_resume, None
         if pending is not None:
             self.chat.resume(pending)
         start, self._resumed_at_start = self._resumed_at_start, None
@@ -217,8 +217,8 @@ class TokraceApp(App[None]):
                         timeout=10)
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        if self._pending_resume is not None:
-            self._pending_resume = None
+        if self.pending_resume is not None:
+            self.pending_resume = None
             self.notify("The saved chat was not resumed: its model did not load.", severity="warning")
         self.chat.set_status(keyed("no model loaded: {key:app.models} picks one, {key:app.settings} changes"
                                    " the load settings"))
@@ -356,32 +356,8 @@ class TokraceApp(App[None]):
             self.push_screen(HelpScreen())
 
     def action_open_conversations(self) -> None:
-        """Saved conversations: resume one (Enter) or export it as Markdown."""
-        from tokrace.tui.screens.conversations_screen import ConversationsScreen
-
-        def chosen(saved: SavedConversation | None) -> None:
-            if saved is None:
-                return
-            if self.chat.generating:
-                self.notify(keyed("Stop the reply ({key:chat.stop}) before resuming another conversation."),
-                            severity="warning")
-                return
-            if self.session is not None and made_with_another_model(saved, self.session):
-                self.push_screen(ResumeModelScreen(saved, self.session.model.name),
-                                 callback=lambda choice: self._resume_with(saved, choice))
-                return
-            self.chat.resume(saved)
-
-        self.push_screen(ConversationsScreen(), callback=chosen)
-
-    def _resume_with(self, saved: SavedConversation, choice: str | None) -> None:
-        """``load``: load the chat's own model (the models screen's reload path), then resume it on it;
-        ``continue``: resume it on the loaded model (the notice names it)."""
-        if choice == "continue":
-            self.chat.resume(saved)
-        elif choice == "load" and saved.model_ref and self.may_reload():
-            self._pending_resume = saved
-            self._switch_model(saved.model_ref)
+        """Saved conversations: resume one (Enter) or export it as Markdown (F3)."""
+        open_conversations(self)
 
     def action_open_sessions(self) -> None:
         from tokrace.tui.screens.sessions_screen import SessionsScreen
@@ -393,11 +369,11 @@ class TokraceApp(App[None]):
 
         def chosen(ref: str | None) -> None:
             if ref is not None and self.may_reload():
-                self._switch_model(ref)
+                self.switch_model(ref)
 
         self.push_screen(ModelsScreen(), callback=chosen)
 
-    def _switch_model(self, ref: str) -> None:
+    def switch_model(self, ref: str) -> None:
         """Load ``ref`` as the chat's model (a new chat starts when it is another model)."""
         self.spec = replace(self.spec, model=ref)
         if is_remote_ref(ref) and self.spec.draft.active:  # a server drafts on its own side

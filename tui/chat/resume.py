@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,21 +16,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from tokrace.conversations import SavedConversation
-from tokrace.load import RemotePrepared
 from tokrace.session import Session
+from tokrace.tui.words import keyed
+
+if TYPE_CHECKING:
+    from tokrace.tui.app import TokraceApp
 
 
 def loaded_ref(session: Session | None) -> str | None:
     """The loaded model as a reference that loads it again: its catalog id, ``hf:`` ref or other tool's
     model name, its server URL, or its absolute path; ``None`` for a backend built outside the app."""
-    if session is None or session.prepared is None:
-        return None
-    prepared = session.prepared
-    if isinstance(prepared, RemotePrepared):
-        return prepared.model_id
-    resolved = prepared.resolved
-    # A plain path resolves to its file name as model id: keep the path, which loads it again.
-    return resolved.model_id if resolved.model_id != resolved.path.name else str(resolved.path)
+    return session.prepared.ref if session is not None and session.prepared is not None else None
 
 
 def _same_ref(a: str, b: str) -> bool:
@@ -100,3 +97,34 @@ class ResumeModelScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def open_conversations(app: TokraceApp) -> None:
+    """F3: the saved conversations; the one chosen resumes on the loaded model, or, when it was made
+    with another one, after asking (``ResumeModelScreen``) whether to load that model first."""
+    from tokrace.tui.screens.conversations_screen import ConversationsScreen
+
+    def chosen(saved: SavedConversation | None) -> None:
+        if saved is None:
+            return
+        if app.chat.generating:
+            app.notify(keyed("Stop the reply ({key:chat.stop}) before resuming another conversation."),
+                       severity="warning")
+            return
+        if app.session is not None and made_with_another_model(saved, app.session):
+            app.push_screen(ResumeModelScreen(saved, app.session.model.name),
+                            callback=lambda choice: resume_with(app, saved, choice))
+            return
+        app.chat.resume(saved)
+
+    app.push_screen(ConversationsScreen(), callback=chosen)
+
+
+def resume_with(app: TokraceApp, saved: SavedConversation, choice: str | None) -> None:
+    """``load``: load the chat's own model (the models screen's reload path), then resume it on it;
+    ``continue``: resume it on the loaded model (the notice names it)."""
+    if choice == "continue":
+        app.chat.resume(saved)
+    elif choice == "load" and saved.model_ref and app.may_reload():
+        app.pending_resume = saved
+        app.switch_model(saved.model_ref)
